@@ -1,0 +1,200 @@
+"""Accuracy benchmark: knowfree vs spaCy spancat vs spaCy ner, same tok2vec and splits.
+
+For each dataset and training size K (a seeded K-shot subset of the training
+split, 250 ⊂ 500 ⊂ 1000, or ``full``) and each seed, trains every system with
+``spacy train`` on its config from ``configs/``, evaluates on the test split
+and writes a markdown table (mean ± sd over seeds) with the exact command,
+versions and machine at the top. ``knowfree+lexicon`` is knowfree trained on
+the fusion samples made by ``knowfree extend`` (offline jieba lexicon).
+
+Finished runs are kept under ``--workdir`` and skipped when the script is run
+again, so an interrupted benchmark resumes where it stopped.
+
+    python benchmarks/accuracy.py --dataset weibo --dataset resume --k 250 --k 1000 --k full
+"""
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import spacy
+import thinc
+import torch
+from spacy.tokens import DocBin
+
+import spacy_knowfree
+from spacy_knowfree.cli.extend import build_knowledge_pipeline
+from spacy_knowfree.converters import read_benchmark
+from spacy_knowfree.sampling import sample_kshot
+
+ROOT = Path(__file__).resolve().parents[1]
+SYSTEMS = {
+    "knowfree": ("configs/knowfree_zh_cpu.cfg", "plain"),
+    "knowfree+lexicon": ("configs/knowfree_zh_cpu.cfg", "fused"),
+    "spancat": ("configs/spancat_zh_cpu.cfg", "plain"),
+    "ner": ("configs/ner_zh_cpu.cfg", "plain"),
+}
+
+
+def write_docbin(docs, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    DocBin(store_user_data=True, docs=docs).to_disk(path)
+
+
+def prepare_corpus(dataset: str, datasets_dir: Path, workdir: Path, ks: List[str],
+                   sample_seed: int) -> Path:
+    """Write dev/test and the K-shot train subsets (plain and lexicon-fused)."""
+    corpus = workdir / "corpus" / dataset
+    nlp = spacy.blank("zh")
+    for split in ("dev", "test"):
+        if not (corpus / f"{split}.spacy").exists():
+            write_docbin(read_benchmark(dataset, split, datasets_dir, nlp.vocab, warn=False),
+                         corpus / f"{split}.spacy")
+    train = None
+    numeric = sorted(int(k) for k in ks if k != "full")
+    for k in ks:
+        plain = corpus / f"train_{k}.spacy"
+        if plain.exists():
+            continue
+        if train is None:
+            train = read_benchmark(dataset, "train", datasets_dir, nlp.vocab, warn=False)
+        if k == "full":
+            write_docbin(train, plain)
+        else:
+            subsets = sample_kshot(train, numeric, seed=sample_seed)
+            for size, docs in subsets.items():
+                write_docbin(docs, corpus / f"train_{size}.spacy")
+    lexicon = None
+    for k in ks:
+        fused = corpus / f"train_{k}_fused.spacy"
+        if fused.exists():
+            continue
+        lexicon = lexicon or build_knowledge_pipeline(None, ["SEG", "POS", "ENT"], None)
+        docs = list(DocBin().from_disk(corpus / f"train_{k}.spacy").get_docs(lexicon.vocab))
+        write_docbin(list(lexicon.pipe(docs)), fused)
+    return corpus
+
+
+def run(cmd: List[str], log: Path) -> float:
+    start = time.time()
+    with log.open("w", encoding="utf8") as handle:
+        result = subprocess.run(cmd, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)
+    if result.returncode != 0:
+        raise RuntimeError(f"command failed ({result.returncode}), see {log}: {' '.join(cmd)}")
+    return time.time() - start
+
+
+def train_and_evaluate(system: str, corpus: Path, k: str, seed: int, out: Path,
+                       max_steps: int, eval_frequency: int, patience: int) -> Dict:
+    """One run; returns the metrics (cached in ``out/metrics.json``)."""
+    metrics_path = out / "metrics.json"
+    if metrics_path.exists():
+        return json.loads(metrics_path.read_text())
+    config, variant = SYSTEMS[system]
+    train = corpus / (f"train_{k}_fused.spacy" if variant == "fused" else f"train_{k}.spacy")
+    out.mkdir(parents=True, exist_ok=True)
+    train_seconds = run(
+        [sys.executable, "-m", "spacy", "train", config, "--output", str(out / "model"),
+         "--paths.train", str(train), "--paths.dev", str(corpus / "dev.spacy"),
+         "--system.seed", str(seed), "--training.max_steps", str(max_steps),
+         "--training.eval_frequency", str(eval_frequency),
+         "--training.patience", str(patience)],
+        out / "train.log",
+    )
+    run([sys.executable, "-m", "spacy", "evaluate", str(out / "model" / "model-best"),
+         str(corpus / "test.spacy"), "--output", str(out / "evaluate.json")],
+        out / "evaluate.log")
+    scores = json.loads((out / "evaluate.json").read_text())
+    prefix = "ents" if system == "ner" else "spans_sc"
+    metrics = {
+        "p": scores[f"{prefix}_p"], "r": scores[f"{prefix}_r"], "f": scores[f"{prefix}_f"],
+        "train_seconds": train_seconds,
+    }
+    metrics_path.write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def mean_sd(values: List[float]) -> str:
+    if len(values) == 1:
+        return f"{100 * values[0]:.2f}"
+    return f"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"
+
+
+def header(argv: List[str]) -> List[str]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return [
+        "# Accuracy: knowfree vs spancat vs ner",
+        "",
+        f"- command: `python {' '.join(argv)}`",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M')}",
+        f"- versions: spacy-knowfree {spacy_knowfree.__version__}, spaCy {spacy.__version__}, "
+        f"thinc {thinc.__version__}, torch {torch.__version__}, Python {platform.python_version()}",
+        f"- machine: {cpu}, {torch.get_num_threads()} torch threads, {platform.system()}",
+        "- all systems: character tokens, the same CNN tok2vec (configs/*_zh_cpu.cfg), the same "
+        "K-shot subsets (seeded, 250 ⊂ 500 ⊂ 1000) and dev/test splits; test P/R/F1 in %, "
+        "mean ± sd over seeds. MSR/PKU: training pool and dev/test cut from the gold test "
+        "file (see ../shared/datasets/README.md), not the official training data.",
+        "",
+    ]
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", action="append", required=True,
+                        help="weibo, resume, msr, pku, ud_zh (repeatable)")
+    parser.add_argument("--k", action="append", default=None, help="250, 500, 1000 or full")
+    parser.add_argument("--system", action="append", default=None, choices=list(SYSTEMS))
+    parser.add_argument("--seed", action="append", type=int, default=None)
+    parser.add_argument("--max-steps", type=int, default=2000)
+    parser.add_argument("--eval-frequency", type=int, default=200)
+    parser.add_argument("--patience", type=int, default=800)
+    parser.add_argument("--datasets-dir", type=Path, default=ROOT.parent / "shared" / "datasets")
+    parser.add_argument("--workdir", type=Path, default=ROOT / "benchmarks" / "runs")
+    parser.add_argument("--output", type=Path,
+                        default=ROOT / "benchmarks" / "results" / "accuracy.md")
+    args = parser.parse_args(argv)
+    ks = args.k or ["250", "1000"]
+    systems = args.system or list(SYSTEMS)
+    seeds = args.seed or [0]
+    rows = []
+    for dataset in args.dataset:
+        corpus = prepare_corpus(dataset, args.datasets_dir, args.workdir, ks, sample_seed=0)
+        for k in ks:
+            for system in systems:
+                results = []
+                for seed in seeds:
+                    out = args.workdir / dataset / f"k{k}" / system.replace("+", "_") / f"seed{seed}"
+                    print(f"[{dataset} K={k} {system} seed={seed}]", flush=True)
+                    results.append(train_and_evaluate(system, corpus, k, seed, out,
+                                                      args.max_steps, args.eval_frequency,
+                                                      args.patience))
+                rows.append((dataset, k, system, mean_sd([r["p"] for r in results]),
+                             mean_sd([r["r"] for r in results]), mean_sd([r["f"] for r in results]),
+                             f"{statistics.mean(r['train_seconds'] for r in results):.0f}"))
+                write_table(args.output, sys.argv if argv is None else ["benchmarks/accuracy.py", *argv], rows)
+    print(args.output.read_text())
+
+
+def write_table(path: Path, argv: List[str], rows) -> None:
+    lines = header(argv)
+    lines.append("| dataset | K | system | P | R | F1 | train s |")
+    lines.append("|---|---|---|---:|---:|---:|---:|")
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Packaging for spacy-knowfree."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+
+def read_version() -> str:
+    about = {}
+    exec((HERE / "spacy_knowfree" / "about.py").read_text(encoding="utf8"), about)
+    return about["__version__"]
+
+
+setup(
+    name="spacy-knowfree",
+    version=read_version(),
+    description=(
+        "KnowFREE for spaCy: a span labeler (biaffine + local attention) trained "
+        "with down-weighted extension labels, for low-resource Chinese NER, "
+        "word segmentation and POS."
+    ),
+    long_description=(HERE / "README.md").read_text(encoding="utf8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.9",
+    packages=find_packages(exclude=["tests", "tests.*", "benchmarks"]),
+    include_package_data=True,
+    package_data={"spacy_knowfree": ["llm_tasks/templates/*.jinja", "py.typed"]},
+    install_requires=[
+        "spacy>=3.7.0,<3.9.0",
+        "thinc>=8.2.0,<8.4.0",
+        # Any torch >= 2.0 works; install the CPU build first (see Makefile)
+        # so that pip does not pull a CUDA build.
+        "torch>=2.0",
+        "numpy>=1.21",
+        "typer>=0.9",
+        "wasabi>=0.9",
+        "srsly>=2.4",
+        "tqdm>=4.38",
+    ],
+    extras_require={
+        "transformers": ["spacy-transformers>=1.3.0,<1.5.0"],
+        "llm": [
+            "spacy-llm>=0.7.0,<0.8.0",
+            "jieba>=0.42",
+            "sentence-transformers>=2.2",
+        ],
+        "test": ["pytest>=7"],
+    },
+    entry_points={
+        "spacy_factories": [
+            "knowfree = spacy_knowfree.component:make_knowfree",
+            "knowfree_lexicon = spacy_knowfree.lexicon:make_knowfree_lexicon",
+        ],
+        "spacy_architectures": [
+            "spacy-knowfree.KnowFREE.v1 = spacy_knowfree.layers.model:build_knowfree_model",
+        ],
+        "spacy_scorers": [
+            "spacy-knowfree.knowfree_scorer.v1 = spacy_knowfree.scorer:make_knowfree_scorer",
+        ],
+        "console_scripts": ["knowfree = spacy_knowfree.cli:main"],
+    },
+    classifiers=[
+        "Framework :: spaCy",
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

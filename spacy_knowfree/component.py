@@ -1,0 +1,501 @@
+"""The ``knowfree`` trainable pipeline component (factory, loss, decoding)."""
+import dataclasses
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union, cast
+
+import numpy
+import srsly
+from spacy import util
+from spacy.language import Language
+from spacy.pipeline import TrainablePipe
+from spacy.tokens import Doc, Span, SpanGroup
+from spacy.training import Example, validate_examples, validate_get_examples
+from spacy.vocab import Vocab
+from thinc.api import Config, Model, Optimizer
+from thinc.types import Floats3d
+
+from .decoding import decode_grid, sigmoid, valid_cells
+from .errors import Errors, Warnings
+from .layers.span_grid import configure_encoder
+from .scorer import score_weights_for
+
+SYNTHETIC_FLAG = "knowfree_synthetic"
+
+DEFAULT_KNOWFREE_MODEL = """
+[model]
+@architectures = "spacy-knowfree.KnowFREE.v1"
+hidden_width = 200
+grid_width = 200
+n_biaffine_heads = 4
+n_attention_heads = 10
+attention_window = 3
+dropout = 0.4
+batch_rows = 1024
+
+[model.tok2vec]
+@architectures = "spacy.Tok2Vec.v2"
+
+[model.tok2vec.embed]
+@architectures = "spacy.MultiHashEmbed.v2"
+width = 128
+attrs = ["ORTH", "SHAPE"]
+rows = [8000, 1000]
+include_static_vectors = false
+
+[model.tok2vec.encode]
+@architectures = "spacy.MaxoutWindowEncoder.v2"
+width = 128
+window_size = 1
+maxout_pieces = 3
+depth = 4
+"""
+DEFAULT_MODEL = Config().from_str(DEFAULT_KNOWFREE_MODEL)["model"]
+
+
+@Language.factory(
+    "knowfree",
+    assigns=["doc.spans"],
+    default_config={
+        "model": DEFAULT_MODEL,
+        "spans_key": "sc",
+        "extension_spans_key": "knowfree_ext",
+        "threshold": 0.5,
+        "alpha": 0.13,
+        "beta": 1.0,
+        "nested": False,
+        "max_span_width": 32,
+        "set_ents": False,
+        "head_lr_scale": 1.0,
+        "scorer": {"@scorers": "spacy-knowfree.knowfree_scorer.v1"},
+    },
+    default_score_weights=score_weights_for("sc"),
+)
+def make_knowfree(
+    nlp: Language,
+    name: str,
+    model: Model[List[Doc], List[Floats3d]],
+    spans_key: str,
+    extension_spans_key: str,
+    threshold: float,
+    alpha: float,
+    beta: float,
+    nested: bool,
+    max_span_width: int,
+    set_ents: bool,
+    head_lr_scale: float,
+    scorer: Optional[Callable],
+) -> "KnowFREE":
+    """Create a KnowFREE span labeler.
+
+    model (Model[List[Doc], List[Floats3d]]): the span model
+        (``spacy-knowfree.KnowFREE.v1``).
+    spans_key (str): key of ``doc.spans`` holding the target spans (read for
+        training, written at inference).
+    extension_spans_key (str): key of ``doc.spans`` holding the extension spans
+        (LLM or lexicon knowledge); only read for training.
+    threshold (float): minimum probability of a predicted span.
+    alpha (float): weight of the extension-label loss terms (eq. 18).
+    beta (float): weight of synthetic documents, flagged with
+        ``doc.user_data["knowfree_synthetic"] = True`` (eq. 19).
+    nested (bool): keep nested (never crossing) spans; else non-overlapping.
+    max_span_width (int): longest span, in tokens; the span grid is banded to it.
+    set_ents (bool): also write the spans to ``doc.ents`` (needs nested=False).
+    head_lr_scale (float): learning-rate multiplier of the span head relative to
+        the optimizer's rate, e.g. 50 with a transformer at 2e-5 gives the
+        paper's 1e-3 for the non-encoder part.
+    scorer (Optional[Callable]): the scoring method.
+    """
+    return KnowFREE(
+        nlp.vocab,
+        model,
+        name,
+        spans_key=spans_key,
+        extension_spans_key=extension_spans_key,
+        threshold=threshold,
+        alpha=alpha,
+        beta=beta,
+        nested=nested,
+        max_span_width=max_span_width,
+        set_ents=set_ents,
+        head_lr_scale=head_lr_scale,
+        scorer=scorer,
+    )
+
+
+class KnowFREE(TrainablePipe):
+    """Span labeler trained on target plus down-weighted extension labels."""
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model[List[Doc], List[Floats3d]],
+        name: str = "knowfree",
+        *,
+        spans_key: str = "sc",
+        extension_spans_key: str = "knowfree_ext",
+        threshold: float = 0.5,
+        alpha: float = 0.13,
+        beta: float = 1.0,
+        nested: bool = False,
+        max_span_width: int = 32,
+        set_ents: bool = False,
+        head_lr_scale: float = 1.0,
+        scorer: Optional[Callable] = None,
+    ) -> None:
+        self.vocab = vocab
+        self.model = model
+        self.name = name
+        self.scorer = scorer
+        self.cfg: Dict[str, Any] = {
+            "labels": [],
+            "extension_labels": [],
+            "spans_key": spans_key,
+            "extension_spans_key": extension_spans_key,
+            "threshold": threshold,
+            "alpha": alpha,
+            "beta": beta,
+            "nested": nested,
+            "max_span_width": max_span_width,
+            "set_ents": set_ents,
+            "head_lr_scale": head_lr_scale,
+        }
+        self._validate_cfg()
+        self._head.attrs["max_span_width"] = max_span_width
+
+    def _validate_cfg(self) -> None:
+        cfg = self.cfg
+        checks = [
+            ("threshold", 0.0 <= cfg["threshold"] < 1.0, "Use a probability in [0, 1)."),
+            ("alpha", cfg["alpha"] >= 0.0, "Use a non-negative loss weight (paper: 0.13)."),
+            ("beta", cfg["beta"] >= 0.0, "Use a non-negative loss weight (paper: 1.0)."),
+            ("max_span_width", int(cfg["max_span_width"]) >= 1,
+             "Use the longest span length in tokens, e.g. 32 for Chinese characters."),
+            ("set_ents", not (cfg["set_ents"] and cfg["nested"]),
+             "doc.ents cannot hold nested spans: set nested = false to use set_ents."),
+            ("head_lr_scale", cfg["head_lr_scale"] > 0.0, "Use a positive multiplier."),
+            ("extension_spans_key", cfg["extension_spans_key"] != cfg["spans_key"],
+             "Extension spans need their own doc.spans key."),
+        ]
+        for arg, ok, hint in checks:
+            if not ok:
+                raise ValueError(
+                    Errors.KF004.format(arg=arg, name=self.name, value=self.cfg[arg], hint=hint)
+                )
+
+    # ------------------------------------------------------------------ labels
+
+    @property
+    def _head(self) -> Model:
+        return self.model.get_ref("head")
+
+    @property
+    def key(self) -> str:
+        """Key of ``doc.spans`` the target spans are read from and written to."""
+        return str(self.cfg["spans_key"])
+
+    @property
+    def extension_key(self) -> str:
+        return str(self.cfg["extension_spans_key"])
+
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        """The target labels (predicted at inference)."""
+        return tuple(self.cfg["labels"])
+
+    @property
+    def extension_labels(self) -> Tuple[str, ...]:
+        """The extension labels (trained with weight alpha, never predicted)."""
+        return tuple(self.cfg["extension_labels"])
+
+    @property
+    def label_data(self) -> Dict[str, List[str]]:
+        return {"labels": list(self.labels), "extension_labels": list(self.extension_labels)}
+
+    def add_label(self, label: str) -> int:
+        """Add a target label. RETURNS (int): 1 if added, 0 if already present."""
+        return self._add_label(label, "labels")
+
+    def add_extension_label(self, label: str) -> int:
+        """Add an extension label. RETURNS (int): 1 if added, 0 if already present."""
+        return self._add_label(label, "extension_labels")
+
+    def _add_label(self, label: str, kind: str) -> int:
+        if not isinstance(label, str) or not label:
+            raise ValueError(
+                Errors.KF004.format(arg=kind, name=self.name, value=label,
+                                    hint="Labels are non-empty strings.")
+            )
+        if label in self.cfg[kind]:
+            return 0
+        if self._head.has_dim("nO"):
+            raise ValueError(
+                Errors.KF003.format(label=label, name=self.name, n=self._head.get_dim("nO"))
+            )
+        self.cfg[kind].append(label)
+        self.vocab.strings.add(label)
+        return 1
+
+    # -------------------------------------------------------------- training
+
+    def initialize(
+        self,
+        get_examples: Callable[[], Iterable[Example]],
+        *,
+        nlp: Optional[Language] = None,
+        labels: Optional[Sequence[str]] = None,
+        extension_labels: Optional[Sequence[str]] = None,
+    ) -> None:
+        """Take labels from the settings or the examples and size the model.
+
+        get_examples (Callable[[], Iterable[Example]]): the training examples.
+        nlp (Language): the pipeline, used to make the score weights follow
+            ``spans_key``.
+        labels (Optional[Sequence[str]]): target labels, e.g. from
+            ``[initialize.components.knowfree.labels]``.
+        extension_labels (Optional[Sequence[str]]): extension labels.
+        """
+        validate_get_examples(get_examples, "KnowFREE.initialize")
+        width = int(self.cfg["max_span_width"])
+        too_long = {self.key: [], self.extension_key: []}
+        found: Dict[str, Dict[str, None]] = {self.key: {}, self.extension_key: {}}
+        doc_sample = []
+        for eg in get_examples():
+            if len(doc_sample) < 10:
+                doc_sample.append(eg.x)
+            for key in (self.key, self.extension_key):
+                for span in eg.reference.spans.get(key, []):
+                    found[key][span.label_] = None
+                    if len(span) > width:
+                        too_long[key].append(len(span))
+        for label in labels if labels is not None else found[self.key]:
+            self.add_label(label)
+        for label in extension_labels if extension_labels is not None else found[self.extension_key]:
+            self.add_extension_label(label)
+        if not self.labels:
+            raise ValueError(Errors.KF002.format(name=self.name, key=self.key))
+        for key, lengths in too_long.items():
+            if lengths:
+                warnings.warn(
+                    Warnings.KW001.format(count=len(lengths), key=key, width=width,
+                                          longest=max(lengths), name=self.name)
+                )
+        self._size_head()
+        self.model.initialize(X=doc_sample)
+        if nlp is not None:
+            self._sync_score_weights(nlp)
+
+    def _size_head(self) -> None:
+        head = self._head
+        head.attrs["max_span_width"] = int(self.cfg["max_span_width"])
+        head.attrs["n_predict_columns"] = len(self.labels)
+        n_out = len(self.labels) + len(self.extension_labels)
+        if head.has_dim("nO") and head.get_dim("nO") != n_out:
+            raise ValueError(Errors.KF006.format(got=head.get_dim("nO"), expected=n_out,
+                                                 name=self.name))
+        head.set_dim("nO", n_out)
+
+    def _sync_score_weights(self, nlp: Language) -> None:
+        """Make this pipe's default score weights follow ``spans_key``.
+
+        spaCy copies the factory's static ``default_score_weights`` (written
+        for the default key "sc"); a component writing to another key would
+        otherwise be scored 0 (spaCy issue #13090).
+        """
+        if self.name not in nlp.component_names:
+            return
+        meta = nlp.get_pipe_meta(self.name)
+        weights = score_weights_for(self.key)
+        if dict(meta.default_score_weights) == weights:
+            return
+        stale = set(meta.default_score_weights) - set(weights)
+        nlp._pipe_meta[self.name] = dataclasses.replace(
+            meta, default_score_weights=weights, scores=list(weights)
+        )
+        claimed = {
+            score
+            for other in nlp.component_names
+            if other != self.name
+            for score in nlp.get_pipe_meta(other).default_score_weights
+        }
+        training = nlp._config.get("training", {})
+        configured = training.get("score_weights", {})
+        for score in stale - claimed:
+            configured.pop(score, None)
+
+    def get_loss(
+        self, examples: Iterable[Example], scores: List[Floats3d]
+    ) -> Tuple[float, List[Floats3d]]:
+        """Weighted binary cross-entropy over the span grid (eq. 18-19).
+
+        Target columns weigh 1, extension columns ``alpha``; documents flagged
+        synthetic weigh ``beta``. Cells past the end of a document are masked,
+        and so are the extension columns of documents without
+        ``doc.spans[extension_spans_key]``. The loss is summed over cells and
+        averaged over documents.
+        RETURNS (Tuple[float, List[Floats3d]]): the loss and its gradient.
+        """
+        examples = list(examples)
+        validate_examples(examples, "KnowFREE.get_loss")
+        ops = self.model.ops
+        n_docs = max(len(examples), 1)
+        total = 0.0
+        d_scores = []
+        n_out = len(self.labels) + len(self.extension_labels)
+        for eg, logits in zip(examples, scores):
+            logits = ops.to_numpy(logits)
+            if logits.shape[-1] != n_out:
+                raise ValueError(Errors.KF006.format(got=logits.shape[-1], expected=n_out,
+                                                     name=self.name))
+            truth, weights = self._grid_targets(eg, logits.shape)
+            # binary cross-entropy with logits, stable form
+            loss = numpy.maximum(logits, 0) - logits * truth + numpy.log1p(numpy.exp(-numpy.abs(logits)))
+            total += float((loss * weights).sum())
+            probs = sigmoid(logits)
+            grad = (probs - truth) * weights / n_docs
+            d_scores.append(ops.asarray3f(grad.astype("float32")))
+        return total / n_docs, d_scores
+
+    def _grid_targets(
+        self, eg: Example, shape: Tuple[int, int, int]
+    ) -> Tuple[numpy.ndarray, numpy.ndarray]:
+        """Gold grid and per-cell loss weights of one example."""
+        length, width, n_out = shape
+        n_tgt = len(self.labels)
+        truth = numpy.zeros(shape, dtype="float32")
+        column_weights = numpy.ones(n_out, dtype="float32")
+        column_weights[n_tgt:] = self.cfg["alpha"]
+        if self.extension_key not in eg.reference.spans:
+            column_weights[n_tgt:] = 0.0
+        doc_weight = self.cfg["beta"] if is_synthetic(eg) else 1.0
+        weights = (
+            valid_cells(length, width)[..., None].astype("float32")
+            * column_weights.reshape(1, 1, -1)
+            * doc_weight
+        )
+        for key, labels, offset in (
+            (self.key, self.labels, 0),
+            (self.extension_key, self.extension_labels, n_tgt),
+        ):
+            if key not in eg.reference.spans:
+                continue
+            label_index = {label: i for i, label in enumerate(labels)}
+            kind = "labels" if offset == 0 else "extension_labels"
+            for span in eg.get_aligned_spans_y2x(eg.reference.spans[key], allow_overlap=True):
+                if span.label_ not in label_index:
+                    raise ValueError(
+                        Errors.KF001.format(label=span.label_, key=key, name=self.name,
+                                            kind=kind, labels=list(labels))
+                    )
+                size = span.end - span.start
+                if 0 < size <= width:  # longer spans were reported at initialize
+                    truth[span.start, size - 1, offset + label_index[span.label_]] = 1.0
+        return truth, weights
+
+    def finish_update(self, sgd: Optimizer) -> None:
+        """Update the weights; the span head's learning rate is scaled by
+        ``head_lr_scale`` (the paper trains the encoder and the rest at
+        different rates)."""
+        scale = float(self.cfg["head_lr_scale"])
+        if scale == 1.0:
+            self.model.finish_update(sgd)
+            return
+        self.model.get_ref("tok2vec").finish_update(sgd)
+        self._head.finish_update(cast(Optimizer, _ScaledOptimizer(sgd, scale)))
+
+    # ------------------------------------------------------------- inference
+
+    def predict(self, docs: Iterable[Doc]) -> List[Floats3d]:
+        """Target-label logits (n_tokens, max_span_width, n_labels) per doc."""
+        docs = list(docs)
+        if not docs:
+            return []
+        self._head.attrs["n_predict_columns"] = len(self.labels)
+        return self.model.predict(docs)
+
+    def set_annotations(self, docs: Iterable[Doc], scores: List[Floats3d]) -> None:
+        """Write the decoded spans to ``doc.spans[spans_key]`` with their scores."""
+        labels = self.labels
+        n_tgt = len(labels)
+        for doc, logits in zip(docs, scores):
+            grid = self.model.ops.to_numpy(logits)[..., :n_tgt]
+            decoded = decode_grid(grid, float(self.cfg["threshold"]), bool(self.cfg["nested"]))
+            spans = [Span(doc, d.start, d.end, labels[d.label]) for d in decoded]
+            doc.spans[self.key] = SpanGroup(
+                doc,
+                name=self.key,
+                spans=spans,
+                attrs={"scores": numpy.asarray([d.score for d in decoded], dtype="float32")},
+            )
+            if self.cfg["set_ents"]:
+                doc.ents = spans
+
+    # ---------------------------------------------------------- serialization
+
+    def _initialize_before_deserializing(self) -> None:
+        """Build the lazily sized parts of the model from ``cfg`` so weights can load."""
+        self._size_head()
+        configure_encoder(self._head)
+
+    def to_bytes(self, *, exclude: Iterable[str] = tuple()) -> bytes:
+        serialize = {
+            "cfg": lambda: srsly.json_dumps(self.cfg),
+            "vocab": lambda: self.vocab.to_bytes(exclude=exclude),
+            "model": self.model.to_bytes,
+        }
+        return util.to_bytes(serialize, exclude)
+
+    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "KnowFREE":
+        def load_model(data: bytes) -> None:
+            self._initialize_before_deserializing()
+            self.model.from_bytes(data)
+
+        deserialize = {
+            "cfg": lambda b: self.cfg.update(srsly.json_loads(b)),
+            "vocab": lambda b: self.vocab.from_bytes(b, exclude=exclude),
+            "model": load_model,
+        }
+        util.from_bytes(bytes_data, deserialize, exclude)
+        return self
+
+    def to_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> None:
+        serialize = {
+            "cfg": lambda p: srsly.write_json(p, self.cfg),
+            "vocab": lambda p: self.vocab.to_disk(p, exclude=exclude),
+            "model": lambda p: self.model.to_disk(p),
+        }
+        util.to_disk(path, serialize, exclude)
+
+    def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> "KnowFREE":
+        def load_model(p: Path) -> None:
+            self._initialize_before_deserializing()
+            self.model.from_bytes(Path(p).read_bytes())
+
+        deserialize = {
+            "cfg": lambda p: self.cfg.update(srsly.read_json(p)),
+            "vocab": lambda p: self.vocab.from_disk(p, exclude=exclude),
+            "model": load_model,
+        }
+        util.from_disk(path, deserialize, exclude)
+        return self
+
+
+class _ScaledOptimizer:
+    """Forwards to a Thinc optimizer, multiplying every update's ``lr_scale``."""
+
+    def __init__(self, optimizer: Optimizer, scale: float) -> None:
+        self._optimizer = optimizer
+        self._scale = scale
+
+    def __call__(self, key, weights, gradient, *, lr_scale: float = 1.0):
+        return self._optimizer(key, weights, gradient, lr_scale=lr_scale * self._scale)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._optimizer, name)
+
+
+def is_synthetic(eg: Example) -> bool:
+    """Whether an example comes from synthetic (LLM-generated) text."""
+    return bool(
+        eg.reference.user_data.get(SYNTHETIC_FLAG) or eg.predicted.user_data.get(SYNTHETIC_FLAG)
+    )

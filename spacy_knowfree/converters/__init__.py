@@ -1,0 +1,21 @@
+"""Readers and writers that turn the benchmark formats into character-tokenized
+spaCy Docs with spans (and KnowFREE JSONL back out of Docs)."""
+from .benchmarks import BENCHMARKS, benchmark_path, read_benchmark
+from .conll import parse_char_index, read_conll
+from .conllu import read_conllu
+from .docs import (
+    DEFAULT_SPANS_KEY, EXTENSION_SPANS_KEY, ReadStats, doc_span_tuples, make_doc, spans_overlap,
+)
+from .jsonl import (
+    doc_to_record, read_jsonl, read_labels_file, record_to_doc, write_jsonl, write_labels_file,
+)
+from .sighan import SIGHAN_SPLITS, WORD_LABEL, read_sighan
+from .tags import spans_to_tags, tags_to_spans
+
+__all__ = [
+    "BENCHMARKS", "DEFAULT_SPANS_KEY", "EXTENSION_SPANS_KEY", "ReadStats", "SIGHAN_SPLITS",
+    "WORD_LABEL", "benchmark_path", "doc_span_tuples", "doc_to_record", "make_doc",
+    "parse_char_index", "read_benchmark", "read_conll", "read_conllu", "read_jsonl",
+    "read_labels_file", "read_sighan", "record_to_doc", "spans_overlap", "spans_to_tags",
+    "tags_to_spans", "write_jsonl", "write_labels_file",
+]

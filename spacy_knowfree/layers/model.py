@@ -1,0 +1,76 @@
+"""The registered architecture ``spacy-knowfree.KnowFREE.v1``."""
+from typing import List
+
+from spacy.tokens import Doc
+from spacy.util import registry
+from thinc.api import Linear, Model, chain
+from thinc.types import Floats2d, Floats3d
+
+from ..errors import Errors
+from .span_grid import build_grid_encoder, span_grid_head
+from .torch_grid import KnowFREEGridEncoder
+
+
+@registry.architectures("spacy-knowfree.KnowFREE.v1")
+def build_knowfree_model(
+    tok2vec: Model[List[Doc], List[Floats2d]],
+    hidden_width: int = 200,
+    grid_width: int = 200,
+    n_biaffine_heads: int = 4,
+    n_attention_heads: int = 10,
+    attention_window: int = 3,
+    dropout: float = 0.4,
+    batch_rows: int = 1024,
+) -> Model[List[Doc], List[Floats3d]]:
+    """Build the KnowFREE span model (section 3.2 of the paper).
+
+    tok2vec (Model[List[Doc], List[Floats2d]]): any spaCy token-to-vector layer
+        (H, width D).
+    hidden_width (int): D', width of the start/end projections (eq. 9).
+    grid_width (int): D~, channels of the biaffine span grid (eq. 10).
+    n_biaffine_heads (int): heads of the multi-head biaffine decoder.
+    n_attention_heads (int): K, heads of the local attention (eq. 12-14).
+    attention_window (int): w, the local attention window (eq. 11).
+    dropout (float): dropout on token vectors and start/end features.
+    batch_rows (int): most start positions (band rows) scored in one torch
+        call; bounds memory independently of document length.
+    RETURNS (Model[List[Doc], List[Floats3d]]): per doc, logits of shape
+        (n_tokens, max_span_width, n_labels): cell [i, k] is the span of tokens
+        i..i+k, columns are the target labels then the extension labels. The
+        band width (``max_span_width``) and the label count are set by the
+        ``knowfree`` component.
+    """
+    checks = [
+        ("hidden_width", hidden_width, hidden_width > 0, "must be positive"),
+        ("grid_width", grid_width, grid_width > 0, "must be positive"),
+        ("n_biaffine_heads", n_biaffine_heads,
+         n_biaffine_heads > 0 and hidden_width % n_biaffine_heads == 0
+         and grid_width % n_biaffine_heads == 0,
+         "must divide hidden_width and grid_width"),
+        ("n_attention_heads", n_attention_heads,
+         n_attention_heads > 0 and grid_width % n_attention_heads == 0,
+         "must divide grid_width"),
+        ("attention_window", attention_window, attention_window >= 0, "must be >= 0"),
+        ("dropout", dropout, 0.0 <= dropout < 1.0, "must be in [0, 1)"),
+        ("batch_rows", batch_rows, batch_rows > 0, "must be positive"),
+    ]
+    for arg, value, ok, hint in checks:
+        if not ok:
+            raise ValueError(Errors.KF007.format(arg=arg, value=value, hint=hint))
+    encoder = KnowFREEGridEncoder(
+        hidden_width=hidden_width,
+        grid_width=grid_width,
+        n_biaffine_heads=n_biaffine_heads,
+        n_attention_heads=n_attention_heads,
+        attention_window=attention_window,
+        dropout=dropout,
+    )
+    head = span_grid_head(
+        build_grid_encoder(encoder),
+        Linear(),
+        batch_rows=batch_rows,
+    )
+    model = chain(tok2vec, head)
+    model.set_ref("tok2vec", tok2vec)
+    model.set_ref("head", head)
+    return model

@@ -1,0 +1,58 @@
+"""Small hand-made training sets for component tests."""
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+from spacy.language import Language
+from spacy.training import Example
+
+Ann = Tuple[int, int, str]
+
+FLAT = [
+    ("张三在北京工作。", [(0, 2, "PER"), (3, 5, "LOC")]),
+    ("李四去了上海。", [(0, 2, "PER"), (4, 6, "LOC")]),
+    ("王五加入了腾讯公司", [(0, 2, "PER"), (5, 9, "ORG")]),
+    ("今天天气很好", []),
+    ("赵六和钱七在深圳见面", [(0, 2, "PER"), (3, 5, "PER"), (6, 8, "LOC")]),
+]
+
+NESTED = [
+    ("北京大学在北京", [(0, 4, "ORG"), (0, 2, "LOC"), (5, 7, "LOC")]),
+    ("他在上海市第一人民医院工作", [(2, 11, "ORG"), (2, 5, "LOC")]),
+    ("张三毕业于南京大学", [(0, 2, "PER"), (5, 9, "ORG"), (5, 7, "LOC")]),
+    ("这里没有实体", []),
+]
+
+EXTENSION = {
+    "张三在北京工作。": [(0, 2, "ENT:人名"), (3, 5, "ENT:地名"), (5, 7, "POS:VERB")],
+    "李四去了上海。": [(0, 2, "ENT:人名"), (2, 3, "POS:VERB"), (4, 6, "ENT:地名")],
+}
+
+
+def make_examples(
+    nlp: Language,
+    data: Sequence[Tuple[str, List[Ann]]],
+    *,
+    spans_key: str = "sc",
+    extension: Optional[dict] = None,
+    extension_key: str = "knowfree_ext",
+    synthetic: Iterable[str] = (),
+) -> List[Example]:
+    """Examples with gold spans (and extension spans / synthetic flags)."""
+    synthetic = set(synthetic)
+    examples = []
+    for text, anns in data:
+        reference = nlp.make_doc(text)
+        reference.spans[spans_key] = [
+            reference.char_span(s, e, label=label) for s, e, label in anns
+        ]
+        if extension is not None and text in extension:
+            reference.spans[extension_key] = [
+                reference.char_span(s, e, label=label) for s, e, label in extension[text]
+            ]
+        if text in synthetic:
+            reference.user_data["knowfree_synthetic"] = True
+        examples.append(Example(nlp.make_doc(text), reference))
+    return examples
+
+
+def span_tuples(doc, key: str = "sc") -> List[Ann]:
+    return [(span.start_char, span.end_char, span.label_) for span in doc.spans[key]]

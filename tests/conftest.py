@@ -1,0 +1,30 @@
+"""Shared pytest fixtures."""
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_datasets_dir() -> Path:
+    """The public benchmark data beside the checkout (``../shared/datasets``).
+
+    ``KNOWFREE_SHARED_DATASETS`` overrides the location.
+    """
+    override = os.environ.get("KNOWFREE_SHARED_DATASETS")
+    if override:
+        return Path(override)
+    return REPO_ROOT.parent / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session")
+def datasets_dir() -> Path:
+    """Path of ``../shared/datasets``; skips the test when it is absent."""
+    path = shared_datasets_dir()
+    if not (path / "README.md").exists():
+        pytest.skip(
+            f"public benchmark data not found at {path} (a user's checkout has "
+            "no ../shared); set KNOWFREE_SHARED_DATASETS to run these tests"
+        )
+    return path
