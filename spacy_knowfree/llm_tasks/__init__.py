@@ -1,0 +1,48 @@
+"""Label extension annotation with LLMs (KnowFREE section 3.1) for spacy-llm.
+
+Importing this package registers, in spacy-llm's registries:
+
+* tasks ``spacy-knowfree.ExtensionEntities.v1`` (P_ent, ``ENT:<type>``),
+  ``spacy-knowfree.Segmentation.v1`` (P_seg, ``SEG:WORD``) and
+  ``spacy-knowfree.POSTagging.v1`` (P_pos, ``POS:<TAG>``);
+* models ``spacy-knowfree.OpenAICompatible.v1`` and
+  ``spacy-knowfree.LocalCausalLM.v1``;
+* misc ``spacy-knowfree.ResponseCache.v1`` and
+  ``spacy-knowfree.CJKTokenEstimator.v1``.
+
+All spans are appended to ``doc.spans["knowfree_ext"]`` (configurable), and
+per-doc counts of dropped and repaired items go to
+``doc.user_data["knowfree_llm_stats"]`` (see :mod:`.stats`).
+"""
+from .entities import ExtensionEntitiesTask, make_extension_entities_task
+from .local_causal_lm import LocalCausalLM, make_local_causal_lm
+from .openai_compatible import BackendRequestError, OpenAICompatibleModel, make_openai_compatible_model
+from .parsing import ParsedReply, parse_json_items
+from .pos import POSTaggingTask, make_pos_task
+from .response_cache import ResponseCache, make_response_cache
+from .segmentation import SegmentationTask, make_segmentation_task
+from .sharding import count_tokens_cjk
+from .stats import STATS_KEY, format_stats, get_stats, summarize_stats
+
+__all__ = [
+    "BackendRequestError",
+    "ExtensionEntitiesTask",
+    "LocalCausalLM",
+    "OpenAICompatibleModel",
+    "POSTaggingTask",
+    "ParsedReply",
+    "ResponseCache",
+    "STATS_KEY",
+    "SegmentationTask",
+    "count_tokens_cjk",
+    "format_stats",
+    "get_stats",
+    "make_extension_entities_task",
+    "make_local_causal_lm",
+    "make_openai_compatible_model",
+    "make_pos_task",
+    "make_response_cache",
+    "make_segmentation_task",
+    "parse_json_items",
+    "summarize_stats",
+]
