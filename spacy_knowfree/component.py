@@ -12,7 +12,7 @@ from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
-from thinc.api import Config, Model, Optimizer
+from thinc.api import Config, Linear, Model, Optimizer
 from thinc.types import Floats3d
 
 from .decoding import decode_grid, sigmoid, valid_cells
@@ -210,6 +210,8 @@ class KnowFREE(TrainablePipe):
 
     @property
     def label_data(self) -> Dict[str, List[str]]:
+        """Both label sets, as written by ``spacy init labels``; ``initialize``
+        takes this dict as its ``labels`` setting."""
         return {"labels": list(self.labels), "extension_labels": list(self.extension_labels)}
 
     def add_label(self, label: str) -> int:
@@ -256,18 +258,26 @@ class KnowFREE(TrainablePipe):
         extension_labels (Optional[Sequence[str]]): extension labels.
         """
         validate_get_examples(get_examples, "KnowFREE.initialize")
+        if isinstance(labels, dict):  # the label_data of `spacy init labels`
+            labels, extension_labels = labels.get("labels"), labels.get("extension_labels")
         width = int(self.cfg["max_span_width"])
-        too_long = {self.key: [], self.extension_key: []}
+        too_long: Dict[str, List[int]] = {self.key: [], self.extension_key: []}
         found: Dict[str, Dict[str, None]] = {self.key: {}, self.extension_key: {}}
+        without_extension = 0
         doc_sample = []
         for eg in get_examples():
             if len(doc_sample) < 10:
                 doc_sample.append(eg.x)
+            without_extension += self.extension_key not in eg.reference.spans
             for key in (self.key, self.extension_key):
                 for span in eg.reference.spans.get(key, []):
                     found[key][span.label_] = None
                     if len(span) > width:
                         too_long[key].append(len(span))
+        # Initializing starts afresh: the labels are replaced, not extended.
+        self.cfg["labels"] = []
+        self.cfg["extension_labels"] = []
+        self._reset_head()
         for label in labels if labels is not None else found[self.key]:
             self.add_label(label)
         for label in extension_labels if extension_labels is not None else found[self.extension_key]:
@@ -280,10 +290,23 @@ class KnowFREE(TrainablePipe):
                     Warnings.KW001.format(count=len(lengths), key=key, width=width,
                                           longest=max(lengths), name=self.name)
                 )
+        if self.extension_labels and without_extension:
+            warnings.warn(Warnings.KW002.format(count=without_extension, key=self.extension_key))
         self._size_head()
         self.model.initialize(X=doc_sample)
         if nlp is not None:
             self._sync_score_weights(nlp)
+
+    def _reset_head(self) -> None:
+        """Replace a sized output layer so the head can be sized for new labels."""
+        head = self._head
+        output_layer = head.get_ref("output_layer")
+        if output_layer.has_dim("nO"):
+            fresh = Linear()
+            head._layers[head._layers.index(output_layer)] = fresh
+            head.set_ref("output_layer", fresh)
+        if head.has_dim("nO"):
+            head.set_dim("nO", None, force=True)
 
     def _size_head(self) -> None:
         head = self._head

@@ -316,3 +316,27 @@ def test_decoding_flat_and_nested_rules():
     assert flat == [(0, 4, 0), (4, 6, 0)]
     assert nested == [(0, 4, 0), (0, 2, 1), (4, 6, 0)]
     assert decode_grid(logits, 0.99, nested=False) == []
+
+
+def test_initialize_again_replaces_labels_and_accepts_label_data():
+    nlp = make_nlp()
+    nlp.initialize(lambda: make_examples(nlp, FLAT, extension=EXTENSION))
+    knowfree = nlp.get_pipe("knowfree")
+    label_data = knowfree.label_data
+    assert label_data == {"labels": ["PER", "LOC", "ORG"],
+                          "extension_labels": ["ENT:人名", "ENT:地名", "POS:VERB"]}
+    nested = make_examples(nlp, NESTED)
+    nlp.initialize(lambda: nested)
+    assert set(knowfree.labels) == {"ORG", "LOC", "PER"} and knowfree.extension_labels == ()
+    nlp.update(nested, losses={})  # the output layer was resized
+    knowfree.initialize(lambda: nested, labels=label_data)
+    assert list(knowfree.labels) == label_data["labels"]
+    assert list(knowfree.extension_labels) == label_data["extension_labels"]
+    assert knowfree.model.get_ref("head").get_dim("nO") == 6
+
+
+def test_mixing_docs_with_and_without_extension_spans_is_reported():
+    nlp = make_nlp()
+    examples = make_examples(nlp, FLAT, extension=EXTENSION)
+    with pytest.warns(UserWarning, match=r"KW002.*3 document"):
+        nlp.initialize(lambda: examples)

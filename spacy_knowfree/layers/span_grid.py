@@ -153,7 +153,9 @@ def _forward(model: Model[InT, OutT], X: InT, is_train: bool) -> Tuple[OutT, Cal
             b = output_layer.get_param("b")[:n_columns]
             logits, bp_output = ops.gemm(flat, W, trans2=True) + b, None
         Y_flat[first:last] = logits.reshape((last - first, width, n_columns))
-        backprops.append((first, last, token_end, features.shape, bp_encoder, bp_output))
+        if is_train:  # at inference nothing of a group outlives it
+            backprops.append((first, last, token_end, features.shape, bp_encoder, bp_output))
+        del features, flat, logits, bp_encoder, bp_output
     Y = ops.unflatten(Y_flat, ops.asarray1i(lengths)) if X else []
 
     def backprop(dY: OutT) -> InT:
