@@ -71,6 +71,8 @@ setup(
             "spacy-knowfree.ExtensionEntities.v1 = spacy_knowfree.llm_tasks.entities:make_extension_entities_task",
             "spacy-knowfree.Segmentation.v1 = spacy_knowfree.llm_tasks.segmentation:make_segmentation_task",
             "spacy-knowfree.POSTagging.v1 = spacy_knowfree.llm_tasks.pos:make_pos_task",
+            "spacy-knowfree.EntityExplanation.v1 = spacy_knowfree.llm_tasks.explanation:make_entity_explanation_task",
+            "spacy-knowfree.ExtensionDescription.v1 = spacy_knowfree.llm_tasks.explanation:make_extension_description_task",
         ],
         "thinc_llm_models": [
             "spacy-knowfree.OpenAICompatible.v1 = spacy_knowfree.llm_tasks.openai_compatible:make_openai_compatible_model",

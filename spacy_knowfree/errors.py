@@ -64,6 +64,14 @@ class Warnings(metaclass=ErrorsWithCodes):
         "that spacy-llm shards long documents."
     )
 
+    # KW30x: synthesis and peer augmenters (spacy_knowfree.synthesis, .augment)
+    KW300 = (
+        "The annotator writes target spans to doc.spans['{key}'], but {count} "
+        "of {total} source docs have no such group. Pass --spans-key with the "
+        "key of the fusion samples' target spans, or check that the annotator "
+        "was trained on them."
+    )
+
 class Errors(metaclass=ErrorsWithCodes):
     KF001 = (
         "Label '{label}' in doc.spans['{key}'] was not seen when component "
@@ -161,6 +169,24 @@ class Errors(metaclass=ErrorsWithCodes):
     KF270 = (
         "Could not read synonym groups from the LLM reply (expected a JSON "
         "object such as {{\"人名\": [\"人名\", \"人物\"]}}): {snippet!r}"
+    )
+    KF271 = "knowfree merge-labels: {problem}"
+    KF272 = (
+        "The label map {path} already exists (perhaps reviewed by hand). Apply "
+        "it as it is with --apply-only, or recompute it with --overwrite."
+    )
+    KF273 = (
+        "No llm_models block found in {path}: give a config with a [model] "
+        "block (@llm_models = ...), or a knowledge pipeline whose 'llm' "
+        "components have one, or name the section with --model-section."
+    )
+    KF274 = (
+        "Cannot read synonym groups from {path}: {problem}. Expected a JSON "
+        "object {{\"standard label\": [\"member type\", ...], ...}}."
+    )
+    KF275 = (
+        "knowfree extend stopped after {done} of {total} docs: {error}. Nothing "
+        "was written to {output}. {cached}"
     )
     # KF1xx: data converters and sampling
     KF100 = (
@@ -303,4 +329,32 @@ class Errors(metaclass=ErrorsWithCodes):
     KF207 = (
         "Response cache path '{path}' is a directory; give a file path such "
         "as cache/llm_responses.jsonl."
+    )
+
+    # KF30x: synthesis and peer augmenters (spacy_knowfree.synthesis, .augment)
+    KF300 = (
+        "The annotator pipeline at {path} has no 'knowfree' component (its "
+        "pipes: {pipes}). Give the directory of a pipeline trained with the "
+        "knowfree component on the fusion samples, e.g. training/model-best."
+    )
+    KF301 = (
+        "No llm_models block found in the LLM config {path}. Give a config "
+        "with a [model] section naming an llm_models backend (e.g. "
+        "@llm_models = \"spacy-knowfree.OpenAICompatible.v1\"), or a "
+        "knowledge pipeline with an 'llm' component, or name the section "
+        "with --model-section."
+    )
+    KF302 = (
+        "The [{section}] block of {path} must build a spacy-llm task of type "
+        "{expected}, got {got}."
+    )
+    KF303 = (
+        "The LLM returned {got} replies for {expected} prompts; a spacy-llm "
+        "model must return one list of replies per list of prompts."
+    )
+    KF304 = "Invalid value for '{arg}' in {where}: {value!r}. {hint}"
+    KF305 = (
+        "No target entities in doc.spans['{key}'] (or doc.ents) of the input "
+        "docs: entity-conditioned generation samples from them. Check "
+        "--spans-key."
     )

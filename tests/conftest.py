@@ -28,3 +28,10 @@ def datasets_dir() -> Path:
             "no ../shared); set KNOWFREE_SHARED_DATASETS to run these tests"
         )
     return path
+
+
+@pytest.fixture(scope="session")
+def llm_weights_cache(tmp_path_factory) -> str:
+    """Directory for converted LLM weights, shared by all tests of a session so
+    the SmolLM2 GGUF is dequantized once (``KNOWFREE_CACHE_DIR`` wins)."""
+    return os.environ.get("KNOWFREE_CACHE_DIR") or str(tmp_path_factory.mktemp("knowfree-cache"))

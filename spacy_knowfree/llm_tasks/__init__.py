@@ -5,6 +5,9 @@ Importing this package registers, in spacy-llm's registries:
 * tasks ``spacy-knowfree.ExtensionEntities.v1`` (P_ent, ``ENT:<type>``),
   ``spacy-knowfree.Segmentation.v1`` (P_seg, ``SEG:WORD``) and
   ``spacy-knowfree.POSTagging.v1`` (P_pos, ``POS:<TAG>``);
+* text-generating tasks ``spacy-knowfree.EntityExplanation.v1`` (P_exp) and
+  ``spacy-knowfree.ExtensionDescription.v1`` (P_ext) for enriched explanation
+  synthesis: replies go to ``doc.user_data["knowfree_generation"]``;
 * models ``spacy-knowfree.OpenAICompatible.v1`` and
   ``spacy-knowfree.LocalCausalLM.v1``;
 * misc ``spacy-knowfree.ResponseCache.v1`` and
@@ -15,6 +18,10 @@ per-doc counts of dropped and repaired items go to
 ``doc.user_data["knowfree_llm_stats"]`` (see :mod:`.stats`).
 """
 from .entities import ExtensionEntitiesTask, make_extension_entities_task
+from .explanation import (
+    GENERATION_KEY, EntityExplanationTask, ExtensionDescriptionTask, make_entity_explanation_task,
+    make_extension_description_task,
+)
 from .local_causal_lm import LocalCausalLM, make_local_causal_lm
 from .openai_compatible import BackendRequestError, OpenAICompatibleModel, make_openai_compatible_model
 from .parsing import ParsedReply, parse_json_items
@@ -26,6 +33,9 @@ from .stats import STATS_KEY, format_stats, get_stats, summarize_stats
 
 __all__ = [
     "BackendRequestError",
+    "EntityExplanationTask",
+    "ExtensionDescriptionTask",
+    "GENERATION_KEY",
     "ExtensionEntitiesTask",
     "LocalCausalLM",
     "OpenAICompatibleModel",
@@ -37,6 +47,8 @@ __all__ = [
     "count_tokens_cjk",
     "format_stats",
     "get_stats",
+    "make_entity_explanation_task",
+    "make_extension_description_task",
     "make_extension_entities_task",
     "make_local_causal_lm",
     "make_openai_compatible_model",

@@ -12,6 +12,10 @@ The cache dir is the ``cache_dir`` argument, else ``$KNOWFREE_CACHE_DIR``,
 else ``~/.cache/spacy-knowfree``. Loaded models are shared by all components
 of a process that ask for the same model, device and dtype. Nothing is
 downloaded: all loads use ``local_files_only=True``.
+
+Weights are loaded (and a GGUF file converted) only when a prompt is not in
+the response cache, so building a pipeline from a config, or rerunning a
+finished or interrupted run whose replies are all cached, loads nothing.
 """
 import hashlib
 import importlib.util
@@ -26,7 +30,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 from spacy_llm.registry import registry
 
 from ..errors import Errors, Warnings
-from .response_cache import ResponseCache, cache_key
+from .response_cache import LLMCallCounts, ResponseCache, cache_key
 
 logger = logging.getLogger("spacy_knowfree.llm")
 
@@ -101,22 +105,36 @@ def _convert_gguf(gguf_path: Path, target: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def resolve_model_dir(model: Optional[str], cache_dir: Optional[str] = None) -> Tuple[Path, str]:
-    """The transformers directory to load and a stable model id for the reply cache.
+def locate_model(model: Optional[str], cache_dir: Optional[str] = None) -> Tuple[Path, str, Optional[Path]]:
+    """Where a model is, without loading or converting anything.
 
     model (Optional[str]): directory, .gguf file, or None for the default.
     cache_dir (Optional[str]): converted-weights cache root.
-    RETURNS (Tuple[Path, str]): (directory, model id).
+    RETURNS (Tuple[Path, str, Optional[Path]]): (transformers directory to
+        load, stable model id for the reply cache, GGUF file that must be
+        converted into that directory first, or None).
     """
     path = Path(model).expanduser() if model else default_model_path()
     if not path.exists():
         raise ValueError(Errors.KF205.format(path=path))
     if path.is_dir():
-        return path, str(path.resolve())
+        return path, str(path.resolve()), None
     target = converted_dir(path, cache_dir)
-    if not (target / "config.json").exists():
-        _convert_gguf(path, target)
-    return target, f"{path.name}#{target.name.rsplit('-', 1)[-1]}"
+    return target, f"{path.name}#{target.name.rsplit('-', 1)[-1]}", path
+
+
+def resolve_model_dir(model: Optional[str], cache_dir: Optional[str] = None) -> Tuple[Path, str]:
+    """The transformers directory to load (converting a GGUF file once) and a
+    stable model id for the reply cache.
+
+    model (Optional[str]): directory, .gguf file, or None for the default.
+    cache_dir (Optional[str]): converted-weights cache root.
+    RETURNS (Tuple[Path, str]): (directory, model id).
+    """
+    target, model_id, gguf = locate_model(model, cache_dir)
+    if gguf is not None and not (target / "config.json").exists():
+        _convert_gguf(gguf, target)
+    return target, model_id
 
 
 def _resolve_device(device: str) -> str:
@@ -189,13 +207,13 @@ class LocalCausalLM:
                            ("num_threads", 1 if num_threads is None else num_threads)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(Errors.KF204.format(arg=arg, backend=BACKEND_NAME, value=value, hint="Use 1 or more."))
-        self.model_dir, self.model_id = resolve_model_dir(model, cache_dir)
+        self.model_dir, self.model_id, self._gguf = locate_model(model, cache_dir)
         self.device = _resolve_device(device)
         self.dtype = _resolve_dtype(dtype, self.device)
-        self._model, self._tokenizer = load_pretrained(self.model_dir, self.device, self.dtype)
-        self._tokenizer.padding_side = "left"
-        if self._tokenizer.pad_token is None:
-            self._tokenizer.pad_token = self._tokenizer.unk_token or self._tokenizer.eos_token
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._stop_ids: List[int] = []
+        self._native_context: Optional[int] = None
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
@@ -207,6 +225,26 @@ class LocalCausalLM:
         self.num_threads = num_threads
         self.cache = cache
         self._context_length = context_length
+        #: Prompts generated vs answered from the cache, over this object's life.
+        self.calls = LLMCallCounts()
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the weights are loaded (they are, lazily, on the first uncached prompt)."""
+        return self._model is not None
+
+    def load(self) -> None:
+        """Load model and tokenizer now (converting a GGUF file first if needed)."""
+        if self._model is not None:
+            return
+        if self._gguf is not None and not (self.model_dir / "config.json").exists():
+            _convert_gguf(self._gguf, self.model_dir)
+        model, tokenizer = load_pretrained(self.model_dir, self.device, self.dtype)
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+        self._tokenizer = tokenizer
+        self._model = model
         self._stop_ids = self._find_stop_ids()
 
     def _find_stop_ids(self) -> List[int]:
@@ -222,9 +260,27 @@ class LocalCausalLM:
 
     @property
     def context_length(self) -> Optional[int]:
-        """Prompt budget in tokens for spacy-llm's sharding (context minus ``max_new_tokens``)."""
-        total = self._context_length or getattr(self._model.config, "max_position_embeddings", None)
+        """Prompt budget in tokens for spacy-llm's sharding (context minus ``max_new_tokens``).
+
+        Without a ``context_length`` argument the model's own window is read
+        from its ``config.json`` (loading, or converting, the model only when
+        there is no such file yet).
+        """
+        total = self._context_length or self._model_window()
         return max(1, int(total) - self.max_new_tokens) if total else None
+
+    def _model_window(self) -> Optional[int]:
+        if self._native_context is None:
+            if self._model is not None:
+                window = getattr(self._model.config, "max_position_embeddings", None)
+            else:
+                config_file = self.model_dir / "config.json"
+                if not config_file.exists():
+                    self.load()
+                    return self._model_window()
+                window = json.loads(config_file.read_text(encoding="utf8")).get("max_position_embeddings")
+            self._native_context = int(window) if window else 0
+        return self._native_context or None
 
     def generation_params(self) -> Dict[str, Any]:
         """Everything besides the prompt that shapes a reply (part of the cache key)."""
@@ -267,6 +323,7 @@ class LocalCausalLM:
         """Generate replies. RETURNS (List[Tuple[str, bool]]): (reply, stopped at max_new_tokens)."""
         import torch
 
+        self.load()
         tok = self._tokenizer
         texts = [self._chat(p) for p in prompts]
         lengths = [len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts]
@@ -323,12 +380,14 @@ class LocalCausalLM:
                 todo.append(prompt)
             else:
                 replies[prompt] = cached
+        self.calls.cached += len(replies)
         cut = 0
         # Generate in chunks so that finished chunks reach the cache before a crash.
         chunk = self.batch_size * 4
         for start in range(0, len(todo), chunk):
             part = todo[start:start + chunk]
             for prompt, (text, was_cut) in zip(part, self.generate(part)):
+                self.calls.made += 1
                 replies[prompt] = text
                 cut += int(was_cut)
                 if self.cache is not None:

@@ -33,7 +33,7 @@ import requests
 from spacy_llm.registry import registry
 
 from ..errors import Errors, Warnings
-from .response_cache import ResponseCache, cache_key
+from .response_cache import LLMCallCounts, ResponseCache, cache_key
 
 logger = logging.getLogger("spacy_knowfree.llm")
 
@@ -133,6 +133,8 @@ class OpenAICompatibleModel:
         elif api_key_env:
             warnings.warn(Warnings.KW200.format(backend=BACKEND_NAME, env=api_key_env, endpoint=endpoint))
         self._local = threading.local()
+        #: Prompts sent vs answered from the cache, over this object's life.
+        self.calls = LLMCallCounts()
 
     @property
     def context_length(self) -> Optional[int]:
@@ -243,6 +245,7 @@ class OpenAICompatibleModel:
                 todo.append(prompt)
             else:
                 replies[prompt] = cached
+        self.calls.cached += len(replies)
         failure: Optional[_Failure] = None
         cut = 0
         if todo:
@@ -267,7 +270,9 @@ class OpenAICompatibleModel:
                             text, was_cut = future.result()
                         except _Failure as err:
                             failure = failure or err
+                            self.calls.failed += 1
                             continue
+                        self.calls.made += 1
                         replies[prompt] = text
                         cut += int(was_cut)
                         if self.cache is not None:

@@ -19,6 +19,10 @@ use this cache; leave ``BatchCache`` at its default ``path = null``.
 JSONL rather than sqlite: appends are atomic enough for one writer per file,
 a torn tail is trivially detected, and the file can be read, grepped and
 merged by hand.
+
+Both backends also count, in :class:`LLMCallCounts` (attribute ``calls``),
+how many prompts they sent to the LLM and how many the cache answered, so
+``knowfree extend`` can say what a run cost and show that a rerun is cheap.
 """
 import hashlib
 import json
@@ -26,6 +30,7 @@ import os
 import threading
 import time
 import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Union
 
@@ -38,6 +43,29 @@ def cache_key(backend: str, model: str, prompt: str, params: Mapping[str, Any]) 
     """Stable key (hex sha256) of one request."""
     payload = json.dumps([backend, model, prompt, dict(params)], ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(payload.encode("utf8")).hexdigest()
+
+
+@dataclass
+class LLMCallCounts:
+    """What a backend did with the (distinct) prompts it was given.
+
+    made: prompts sent to the LLM that came back with a reply;
+    cached: prompts answered from the response cache (nothing sent);
+    failed: prompts that failed for good (after retries).
+    Identical prompts within one call count once.
+    """
+
+    made: int = 0
+    cached: int = 0
+    failed: int = 0
+
+    def as_dict(self) -> Dict[str, int]:
+        return asdict(self)
+
+    def add(self, other: "LLMCallCounts") -> None:
+        self.made += other.made
+        self.cached += other.cached
+        self.failed += other.failed
 
 
 class ResponseCache:

