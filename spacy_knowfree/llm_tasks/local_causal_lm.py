@@ -30,7 +30,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 from spacy_llm.registry import registry
 
 from ..errors import Errors, Warnings
-from .response_cache import LLMCallCounts, ResponseCache, cache_key
+from .response_cache import LLMCallCounts, PendingPrompts, ResponseCache
 
 logger = logging.getLogger("spacy_knowfree.llm")
 
@@ -368,19 +368,10 @@ class LocalCausalLM:
         prompts (Iterable[Iterable[str]]): prompts per doc (one per shard).
         RETURNS (Iterable[Iterable[str]]): replies per doc, in the same order.
         """
-        batches = [list(p) for p in prompts]
-        params = self.generation_params()
-        replies: Dict[str, str] = {}
-        keys: Dict[str, str] = {}
-        todo: List[str] = []
-        for prompt in dict.fromkeys(p for batch in batches for p in batch):
-            key = keys[prompt] = cache_key(self.backend_id, self.model_id, prompt, params)
-            cached = self.cache.get(key) if self.cache is not None else None
-            if cached is None:
-                todo.append(prompt)
-            else:
-                replies[prompt] = cached
-        self.calls.cached += len(replies)
+        pending = PendingPrompts(prompts, self.cache, self.backend_id, self.model_id,
+                                 self.generation_params())
+        todo = pending.todo
+        self.calls.cached += len(pending.replies)
         cut = 0
         # Generate in chunks so that finished chunks reach the cache before a crash.
         chunk = self.batch_size * 4
@@ -388,14 +379,12 @@ class LocalCausalLM:
             part = todo[start:start + chunk]
             for prompt, (text, was_cut) in zip(part, self.generate(part)):
                 self.calls.made += 1
-                replies[prompt] = text
+                pending.answer(prompt, text)
                 cut += int(was_cut)
-                if self.cache is not None:
-                    self.cache.put(keys[prompt], text, {"backend": self.backend_id, "model": self.model_id})
         if cut:
             warnings.warn(Warnings.KW201.format(backend=BACKEND_NAME, count=cut, total=len(todo),
                                                 limit=self.max_new_tokens, arg="max_new_tokens"))
-        return [[replies[p] for p in batch] for batch in batches]
+        return pending.in_order()
 
 
 @registry.llm_models("spacy-knowfree.LocalCausalLM.v1")

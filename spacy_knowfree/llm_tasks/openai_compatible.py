@@ -26,14 +26,14 @@ import time
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 import requests
 
 from spacy_llm.registry import registry
 
 from ..errors import Errors, Warnings
-from .response_cache import LLMCallCounts, ResponseCache, cache_key
+from .response_cache import LLMCallCounts, PendingPrompts, ResponseCache
 
 logger = logging.getLogger("spacy_knowfree.llm")
 
@@ -233,18 +233,9 @@ class OpenAICompatibleModel:
         prompts (Iterable[Iterable[str]]): prompts per doc (one per shard).
         RETURNS (Iterable[Iterable[str]]): replies per doc, in the same order.
         """
-        batches = [list(p) for p in prompts]
-        params = self.generation_params()
-        replies: Dict[str, str] = {}
-        keys: Dict[str, str] = {}
-        todo: List[str] = []
-        for prompt in dict.fromkeys(p for batch in batches for p in batch):
-            key = keys[prompt] = cache_key(self.backend_id, self.model, prompt, params)
-            cached = self.cache.get(key) if self.cache is not None else None
-            if cached is None:
-                todo.append(prompt)
-            else:
-                replies[prompt] = cached
+        pending = PendingPrompts(prompts, self.cache, self.backend_id, self.model,
+                                 self.generation_params())
+        todo, replies, keys = pending.todo, pending.replies, pending.keys
         self.calls.cached += len(replies)
         failure: Optional[_Failure] = None
         cut = 0
@@ -273,10 +264,8 @@ class OpenAICompatibleModel:
                             self.calls.failed += 1
                             continue
                         self.calls.made += 1
-                        replies[prompt] = text
+                        pending.answer(prompt, text)
                         cut += int(was_cut)
-                        if self.cache is not None:
-                            self.cache.put(keys[prompt], text, {"backend": self.backend_id, "model": self.model})
                         if failure is None:
                             submit_next()
         total = len(keys)
@@ -299,7 +288,7 @@ class OpenAICompatibleModel:
             raise BackendRequestError(
                 message, endpoint=self.endpoint, status=failure.status, done=len(replies), total=total
             )
-        return [[replies[p] for p in batch] for batch in batches]
+        return pending.in_order()
 
 
 @registry.llm_models("spacy-knowfree.OpenAICompatible.v1")

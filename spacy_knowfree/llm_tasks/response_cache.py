@@ -32,7 +32,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
 
 from spacy_llm.registry import registry
 
@@ -66,6 +66,41 @@ class LLMCallCounts:
         self.made += other.made
         self.cached += other.cached
         self.failed += other.failed
+
+
+class PendingPrompts:
+    """The distinct prompts of one backend call, split into cached and to-do.
+
+    Both backends answer ``prompts`` (per doc, per shard) the same way: look
+    every distinct prompt up in the cache, ask the LLM for the rest, store
+    each reply the moment it arrives, and return the replies in input order.
+    """
+
+    def __init__(self, prompts: Iterable[Iterable[str]], cache: Optional["ResponseCache"],
+                 backend: str, model: str, params: Mapping[str, Any]) -> None:
+        self.batches: List[List[str]] = [list(p) for p in prompts]
+        self.cache = cache
+        self.meta = {"backend": backend, "model": model}
+        self.replies: Dict[str, str] = {}
+        self.keys: Dict[str, str] = {}
+        self.todo: List[str] = []
+        for prompt in dict.fromkeys(p for batch in self.batches for p in batch):
+            key = self.keys[prompt] = cache_key(backend, model, prompt, params)
+            cached = cache.get(key) if cache is not None else None
+            if cached is None:
+                self.todo.append(prompt)
+            else:
+                self.replies[prompt] = cached
+
+    def answer(self, prompt: str, reply: str) -> None:
+        """Record (and cache at once) the reply to one prompt."""
+        self.replies[prompt] = reply
+        if self.cache is not None:
+            self.cache.put(self.keys[prompt], reply, self.meta)
+
+    def in_order(self) -> List[List[str]]:
+        """The replies per doc, in the order of the prompts."""
+        return [[self.replies[p] for p in batch] for batch in self.batches]
 
 
 class ResponseCache:
