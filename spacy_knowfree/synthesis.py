@@ -52,6 +52,7 @@ from .llm_tasks.explanation import (
     make_entity_explanation_task, make_extension_description_task,
 )
 from .llm_tasks.response_cache import ResponseCache, cache_key
+from .llm_tasks.model_config import find_model_block
 
 #: ``doc.user_data`` key of a synthetic doc's provenance (method, source, prompt).
 PROVENANCE_KEY = "knowfree_synthesis"
@@ -546,29 +547,13 @@ def read_llm_config(path: PathLike, overrides: Optional[Dict[str, Any]] = None) 
 
 
 def find_llm_model_block(config: Config, section: Optional[str] = None, path: PathLike = "the config") -> Dict[str, Any]:
-    """The ``@llm_models`` block of an LLM config.
-
-    config (Config): an interpolated config.
-    section (Optional[str]): dotted section to use (e.g. ``components.llm_ent.model``);
-        default: the top-level ``[model]`` block, else the model of the first
-        ``llm`` component (so the knowledge configs of ``knowfree extend`` work too).
-    RETURNS (Dict[str, Any]): the block.
-    """
-    candidates: List[Any] = []
-    if section:
-        block: Any = config
-        for part in section.split("."):
-            block = block.get(part) if isinstance(block, dict) else None
-        candidates.append(block)
-    else:
-        candidates.append(config.get("model"))
-        for comp in (config.get("components") or {}).values():
-            if isinstance(comp, dict) and comp.get("factory") == "llm":
-                candidates.append(comp.get("model"))
-    for block in candidates:
-        if isinstance(block, dict) and "@llm_models" in block:
-            return dict(block)
-    raise ValueError(Errors.KF301.format(path=path))
+    """The ``@llm_models`` block of an LLM config (see
+    :func:`spacy_knowfree.llm_tasks.model_config.find_model_block`); raises
+    KF301 naming ``path`` when there is none."""
+    try:
+        return find_model_block(config, section)[1]
+    except KeyError:
+        raise ValueError(Errors.KF301.format(path=path)) from None
 
 
 def build_llm_runner(

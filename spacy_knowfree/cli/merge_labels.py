@@ -24,6 +24,7 @@ from wasabi import msg
 
 from .. import label_merging
 from ..errors import Errors
+from ..llm_tasks.model_config import find_model_block
 from ..label_merging import (
     DEFAULT_EPSILON,
     DEFAULT_P,
@@ -45,42 +46,6 @@ ENTITY_TASK = "spacy-knowfree.ExtensionEntities.v1"
 
 
 # ----------------------------------------------------------------------------- the LLM for P_merge
-def find_model_block(config: Mapping[str, Any], section: Optional[str] = None) -> Tuple[str, Dict[str, Any]]:
-    """The ``@llm_models`` block to use for ``P_merge``.
-
-    config (Mapping[str, Any]): an interpolated config.
-    section (Optional[str]): dotted section name (e.g. ``components.llm_ent.model``);
-        default: a top-level ``[model]`` block, else the model of the
-        ``llm`` component running the entities task, else of the first
-        ``llm`` component.
-    RETURNS (Tuple[str, Dict[str, Any]]): section name and block; raises
-        ``KeyError`` when there is none.
-    """
-    if section:
-        block: Any = config
-        for part in section.split("."):
-            if not isinstance(block, Mapping) or part not in block:
-                raise KeyError(section)
-            block = block[part]
-        if not isinstance(block, Mapping) or "@llm_models" not in block:
-            raise KeyError(section)
-        return section, dict(block)
-    if isinstance(config.get("model"), Mapping) and "@llm_models" in config["model"]:
-        return "model", dict(config["model"])
-    candidates = []
-    for name, comp in (config.get("components") or {}).items():
-        if not isinstance(comp, Mapping) or comp.get("factory") != "llm":
-            continue
-        model = comp.get("model")
-        if isinstance(model, Mapping) and "@llm_models" in model:
-            task = comp.get("task") if isinstance(comp.get("task"), Mapping) else {}
-            candidates.append((task.get("@llm_tasks") != ENTITY_TASK, f"components.{name}.model", dict(model)))
-    if not candidates:
-        raise KeyError("model")
-    _, name, block = min(candidates, key=lambda c: c[0])  # stable: first entities component
-    return name, block
-
-
 def load_llm_model(config_path: Path, overrides: Dict[str, Any], section: Optional[str]) -> Tuple[Any, str, Dict]:
     """Resolve the ``@llm_models`` block of a config with spacy-llm's registry
     (nothing is contacted or loaded here). RETURNS (model, section, block)."""
@@ -88,7 +53,7 @@ def load_llm_model(config_path: Path, overrides: Dict[str, Any], section: Option
 
     config = spacy.util.load_config(config_path, overrides=overrides, interpolate=True)
     try:
-        name, block = find_model_block(config, section)
+        name, block = find_model_block(config, section, prefer_task=ENTITY_TASK)
     except KeyError:
         raise ValueError(Errors.KF273.format(path=config_path)) from None
     model = spacy.util.registry.resolve({"model": block}, validate=True)["model"]

@@ -1,0 +1,42 @@
+"""Finding the ``@llm_models`` block in an LLM or knowledge-pipeline config."""
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+
+def find_model_block(
+    config: Mapping[str, Any], section: Optional[str] = None, *, prefer_task: Optional[str] = None
+) -> Tuple[str, Dict[str, Any]]:
+    """The ``@llm_models`` block a command should use.
+
+    config (Mapping[str, Any]): an interpolated config.
+    section (Optional[str]): dotted section name (e.g. ``components.llm_ent.model``);
+        default: a top-level ``[model]`` block, else the model of the first
+        ``llm`` component (of the first one running ``prefer_task``, if any),
+        so the knowledge configs of ``knowfree extend`` work too.
+    prefer_task (Optional[str]): registered task name to prefer.
+    RETURNS (Tuple[str, Dict[str, Any]]): section name and block; raises
+        ``KeyError`` when there is none.
+    """
+    if section:
+        block: Any = config
+        for part in section.split("."):
+            if not isinstance(block, Mapping) or part not in block:
+                raise KeyError(section)
+            block = block[part]
+        if not isinstance(block, Mapping) or "@llm_models" not in block:
+            raise KeyError(section)
+        return section, dict(block)
+    if isinstance(config.get("model"), Mapping) and "@llm_models" in config["model"]:
+        return "model", dict(config["model"])
+    candidates = []
+    for name, comp in (config.get("components") or {}).items():
+        if not isinstance(comp, Mapping) or comp.get("factory") != "llm":
+            continue
+        model = comp.get("model")
+        if isinstance(model, Mapping) and "@llm_models" in model:
+            task = comp.get("task") if isinstance(comp.get("task"), Mapping) else {}
+            other_task = prefer_task is not None and task.get("@llm_tasks") != prefer_task
+            candidates.append((other_task, f"components.{name}.model", dict(model)))
+    if not candidates:
+        raise KeyError("model")
+    _, name, block = min(candidates, key=lambda c: c[0])  # stable: the first preferred one
+    return name, block
