@@ -1,17 +1,37 @@
 """Shared plumbing of ``knowfree synthesize`` and ``knowfree augment``:
 building the LLM runner from ``-c`` (or the embedded SmolLM2), reading
 inputs, writing outputs and printing the summary."""
+import contextlib
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import srsly
+import typer
 from spacy.tokens import Doc
 from thinc.api import Config
 from wasabi import msg
 
+from ..llm_tasks.openai_compatible import BackendRequestError
 from ..synthesis import (
     LLMRunner, Summary, build_llm_runner, find_llm_model_block, read_llm_config, write_docbin, write_records,
 )
+
+
+RESUME_HINT = "Rerun the same command to resume: finished replies are in the response cache."
+
+
+@contextlib.contextmanager
+def llm_run_errors() -> Iterator[None]:
+    """Turn the failures of an LLM run into CLI exits that say how to resume."""
+    try:
+        yield
+    except BackendRequestError as err:
+        msg.fail(str(err), RESUME_HINT, exits=1)
+    except KeyboardInterrupt:
+        msg.warn("Interrupted. " + RESUME_HINT)
+        raise typer.Exit(code=130)
+    except ValueError as err:
+        msg.fail(str(err), exits=1)
 
 
 def default_cache_path(output_path: Path) -> Path:

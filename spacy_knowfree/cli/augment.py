@@ -12,12 +12,11 @@ from wasabi import msg
 from ..augment.common import finish_docs, read_template_override
 from ..augment.generation import EntityGenerationAugmenter, GenerationSettings
 from ..augment.paraphrase import ParaphraseAugmenter, ParaphraseSettings
-from ..llm_tasks.openai_compatible import BackendRequestError
 from ..synthesis import FilterSettings, build_knowledge, load_annotator, read_docbin
 from ._app import app
 from spacy.cli._util import parse_config_overrides
 
-from ._llm_common import finish, knowledge_overrides, make_runner
+from ._llm_common import finish, knowledge_overrides, llm_run_errors, make_runner
 
 #: Let "--vars.endpoint URL"-style config overrides through, as in spacy train.
 _EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -86,7 +85,7 @@ def generate_cli(
     that match the entity list, drop unparsable outputs; then ask for new
     entities of the same type and grow the entity list."""
     start = time.time()
-    try:
+    with llm_run_errors():
         nlp = spacy.blank(lang)
         docs = read_docbin(input_path, nlp.vocab)
         overrides = parse_config_overrides(ctx.args)
@@ -105,14 +104,6 @@ def generate_cli(
         out, summary = augmenter.run(docs, progress=True)
         out = _post_process(out, summary, spans_key, annotator_path, extension, knowledge_config, families,
                             user_dict, set_ents, knowledge_overrides(knowledge_config, config_path, overrides))
-    except BackendRequestError as err:
-        msg.fail(str(err), "Rerun the same command to resume: finished replies are in the response cache.",
-                 exits=1)
-    except KeyboardInterrupt:
-        msg.warn("Interrupted. Rerun the same command to resume: finished replies are in the response cache.")
-        raise typer.Exit(code=130)
-    except ValueError as err:
-        msg.fail(str(err), exits=1)
     finish(out, summary, output_path, records=augmenter.records, log_path=log_path, summary_path=summary_path)
     msg.text(f"Done in {time.time() - start:.1f}s.")
 
@@ -148,7 +139,7 @@ def paraphrase_cli(
     around the entities, verify that every entity string survives, label it
     again and drop the paraphrases that lost one."""
     start = time.time()
-    try:
+    with llm_run_errors():
         nlp = spacy.blank(lang)
         docs = read_docbin(input_path, nlp.vocab)
         overrides = parse_config_overrides(ctx.args)
@@ -163,13 +154,5 @@ def paraphrase_cli(
         out, summary = augmenter.run(docs, progress=True)
         out = _post_process(out, summary, spans_key, annotator_path, extension, knowledge_config, families,
                             user_dict, set_ents, knowledge_overrides(knowledge_config, config_path, overrides))
-    except BackendRequestError as err:
-        msg.fail(str(err), "Rerun the same command to resume: finished replies are in the response cache.",
-                 exits=1)
-    except KeyboardInterrupt:
-        msg.warn("Interrupted. Rerun the same command to resume: finished replies are in the response cache.")
-        raise typer.Exit(code=130)
-    except ValueError as err:
-        msg.fail(str(err), exits=1)
     finish(out, summary, output_path, records=augmenter.records, log_path=log_path, summary_path=summary_path)
     msg.text(f"Done in {time.time() - start:.1f}s.")

@@ -7,14 +7,13 @@ import typer
 from wasabi import msg
 
 from ..llm_tasks.explanation import EntityExplanationTask, ExtensionDescriptionTask, make_entity_explanation_task, make_extension_description_task
-from ..llm_tasks.openai_compatible import BackendRequestError
 from ..synthesis import (
     FilterSettings, SynthesisSettings, Synthesizer, build_knowledge, load_annotator, read_docbin, resolve_task,
 )
 from ._app import app
 from spacy.cli._util import parse_config_overrides
 
-from ._llm_common import finish, knowledge_overrides, make_runner
+from ._llm_common import finish, knowledge_overrides, llm_run_errors, make_runner
 
 #: Let "--vars.endpoint URL"-style config overrides through, as in spacy train.
 _EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -56,7 +55,7 @@ def synthesize_cli(
     annotate them with the frozen knowfree pipeline and the knowledge
     pipeline, flag them synthetic (weight beta in the loss) and write them."""
     start = time.time()
-    try:
+    with llm_run_errors():
         annotator, knowfree = load_annotator(annotator_path)
         msg.info(f"Annotator: {annotator_path} (pipes {annotator.pipe_names}, target key "
                  f"'{knowfree.key}', labels {list(knowfree.labels)})")
@@ -83,14 +82,6 @@ def synthesize_cli(
         synthesizer = Synthesizer(runner, annotator, knowledge=knowledge, explanation_task=explanation,
                                   description_task=description, settings=settings)
         docs, summary = synthesizer.synthesize(sources, progress=True)
-    except BackendRequestError as err:
-        msg.fail(str(err), "Rerun the same command to resume: finished replies are in the response cache.",
-                 exits=1)
-    except KeyboardInterrupt:
-        msg.warn("Interrupted. Rerun the same command to resume: finished replies are in the response cache.")
-        raise typer.Exit(code=130)
-    except ValueError as err:
-        msg.fail(str(err), exits=1)
     finish(docs, summary, output_path, records=synthesizer.records, log_path=log_path,
            summary_path=summary_path, combined_path=combined_path, originals=sources)
     msg.text(f"Done in {time.time() - start:.1f}s. Train on the fusion samples plus {output_path} "
