@@ -21,6 +21,10 @@ from .layers.span_grid import configure_encoder
 from .scorer import score_weights_for
 
 SYNTHETIC_FLAG = "knowfree_synthetic"
+# Inference on docs longer than this many tokens runs window by window, with
+# this much context (far more than a CNN tok2vec's receptive field) each side.
+LONG_DOC_ROWS = 2048
+LONG_DOC_CONTEXT = 64
 
 DEFAULT_KNOWFREE_MODEL = """
 [model]
@@ -429,12 +433,41 @@ class KnowFREE(TrainablePipe):
     # ------------------------------------------------------------- inference
 
     def predict(self, docs: Iterable[Doc]) -> List[Floats3d]:
-        """Target-label logits (n_tokens, max_span_width, n_labels) per doc."""
+        """Target-label logits (n_tokens, max_span_width, n_labels) per doc.
+
+        Docs longer than ``LONG_DOC_ROWS`` tokens are scored window by window
+        (each with ``LONG_DOC_CONTEXT`` tokens of context on both sides plus
+        the band), so the tok2vec, not only the span head, runs in bounded
+        memory. Not for listener tok2vecs, whose vectors come from the
+        upstream component over the whole doc anyway.
+        """
         docs = list(docs)
         if not docs:
             return []
         self._head.attrs["n_predict_columns"] = len(self.labels)
-        return self.model.predict(docs)
+        if self._uses_listener or all(len(doc) <= LONG_DOC_ROWS for doc in docs):
+            return self.model.predict(docs)
+        short = [doc for doc in docs if len(doc) <= LONG_DOC_ROWS]
+        short_scores = iter(self.model.predict(short) if short else [])
+        return [self._predict_long(doc) if len(doc) > LONG_DOC_ROWS else next(short_scores)
+                for doc in docs]
+
+    @property
+    def _uses_listener(self) -> bool:
+        return any("listener" in node.name for node in self.model.get_ref("tok2vec").walk())
+
+    def _predict_long(self, doc: Doc) -> Floats3d:
+        """Logits of one long doc, computed on overlapping windows of it."""
+        ops = self.model.ops
+        width = int(self.cfg["max_span_width"])
+        parts = []
+        for first in range(0, len(doc), LONG_DOC_ROWS):
+            last = min(first + LONG_DOC_ROWS, len(doc))
+            start = max(0, first - LONG_DOC_CONTEXT)
+            end = min(len(doc), last + width - 1 + LONG_DOC_CONTEXT)
+            logits = self.model.predict([doc[start:end].as_doc()])[0]
+            parts.append(ops.to_numpy(logits[first - start : last - start]))
+        return ops.asarray3f(numpy.concatenate(parts))
 
     def set_annotations(self, docs: Iterable[Doc], scores: List[Floats3d]) -> None:
         """Write the decoded spans to ``doc.spans[spans_key]`` with their scores."""

@@ -340,3 +340,22 @@ def test_mixing_docs_with_and_without_extension_spans_is_reported():
     examples = make_examples(nlp, FLAT, extension=EXTENSION)
     with pytest.warns(UserWarning, match=r"KW002.*3 document"):
         nlp.initialize(lambda: examples)
+
+
+def test_long_docs_are_scored_in_windows_with_identical_logits(trained_flat, monkeypatch):
+    import spacy_knowfree.component as component
+
+    nlp, _, _ = trained_flat
+    knowfree = nlp.get_pipe("knowfree")
+    doc = nlp.make_doc("张三在北京工作。李四去了上海。赵六和钱七在深圳见面" * 30)
+    whole = knowfree.model.predict([doc])[0]
+    monkeypatch.setattr(component, "LONG_DOC_ROWS", 100)  # 7 windows of 100 rows
+    long_calls = []
+    predict_long = component.KnowFREE._predict_long
+    monkeypatch.setattr(component.KnowFREE, "_predict_long",
+                        lambda self, d: long_calls.append(len(d)) or predict_long(self, d))
+    short = nlp.make_doc("张三")
+    windowed = knowfree.predict([doc, short])
+    assert long_calls == [len(doc)] and len(windowed) == 2
+    numpy.testing.assert_allclose(windowed[0], whole, atol=1e-5)
+    numpy.testing.assert_allclose(windowed[1], knowfree.model.predict([short])[0], atol=1e-6)
