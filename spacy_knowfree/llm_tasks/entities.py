@@ -15,7 +15,7 @@ from spacy_llm.registry import registry
 from spacy_llm.ty import ExamplesConfigType, ShardMapper
 
 from .base import DEFAULT_SPANS_KEY, ExtensionTask, Placement
-from .examples import EntityExample
+from .examples import EntityExample, read_examples
 from .parsing import parse_json_items
 from .placement import find_occurrences
 
@@ -243,12 +243,11 @@ def make_extension_entities_task(
     shard_mapper (Optional[ShardMapper]): splits docs exceeding the context.
     RETURNS (ExtensionEntitiesTask): the task.
     """
-    raw = examples() if callable(examples) else examples
     label_list = [x.strip() for x in labels.split(",")] if isinstance(labels, str) else list(labels)
     return ExtensionEntitiesTask(
         lang=lang,
         template=template,
-        prompt_examples=[EntityExample.model_validate(eg) for eg in raw] if raw else None,
+        prompt_examples=read_examples(examples, EntityExample),
         labels=[x for x in label_list if x],
         restrict_to_labels=restrict_to_labels,
         shard_mapper=shard_mapper,

@@ -19,12 +19,24 @@ Entities may also be given spacy-llm's NER way, ``entities: {人名: [张三]}``
 and POS words as ``[word, pos]`` pairs.
 """
 import json
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Type, TypeVar, Union
 
 from pydantic import BaseModel, field_validator
 from spacy.tokens import Doc, Span
 from spacy.training import Example
 from spacy_llm.ty import FewshotExample
+
+
+ExampleT = TypeVar("ExampleT", bound=BaseModel)
+
+
+def read_examples(
+    examples: Union[None, Iterable[Any], Callable[[], Iterable[Any]]], model: Type[ExampleT]
+) -> Optional[List[ExampleT]]:
+    """Validate the few-shot examples of a task config (a reader such as
+    ``spacy.FewShotReader.v1``, a list, or None) as ``model`` objects."""
+    raw = examples() if callable(examples) else examples
+    return [model.model_validate(eg) for eg in raw] if raw else None
 
 
 def _family_spans(doc: Doc, key: str, family: str) -> List[Span]:

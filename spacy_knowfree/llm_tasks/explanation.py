@@ -31,6 +31,7 @@ from spacy_llm.registry import registry
 from spacy_llm.ty import ExamplesConfigType, FewshotExample
 
 from .prompts import PromptRenderer, read_template
+from .examples import read_examples
 
 #: ``doc.user_data`` key of the generated texts (a list of dicts).
 GENERATION_KEY = "knowfree_generation"
@@ -167,11 +168,6 @@ class ExtensionDescriptionTask(ExplanationTask):
     prompt_id = P_EXT
 
 
-def _read_examples(examples: ExamplesConfigType) -> Optional[List[ExplanationExample]]:
-    raw = examples() if callable(examples) else examples
-    return [ExplanationExample.model_validate(eg) for eg in raw] if raw else None
-
-
 @registry.llm_tasks("spacy-knowfree.EntityExplanation.v1")
 def make_entity_explanation_task(
     lang: str = "zh",
@@ -195,7 +191,7 @@ def make_entity_explanation_task(
     RETURNS (EntityExplanationTask): the task.
     """
     return EntityExplanationTask(
-        lang=lang, template=template, prompt_examples=_read_examples(examples),
+        lang=lang, template=template, prompt_examples=read_examples(examples, ExplanationExample),
         spans_key=spans_key, label_names=label_names, max_entities=max_entities,
     )
 
@@ -213,4 +209,4 @@ def make_extension_description_task(
     examples (ExamplesConfigType): few-shot examples with ``text`` and ``answer``.
     RETURNS (ExtensionDescriptionTask): the task.
     """
-    return ExtensionDescriptionTask(lang=lang, template=template, prompt_examples=_read_examples(examples))
+    return ExtensionDescriptionTask(lang=lang, template=template, prompt_examples=read_examples(examples, ExplanationExample))

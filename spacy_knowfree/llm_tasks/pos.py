@@ -20,7 +20,7 @@ from spacy_llm.ty import ExamplesConfigType, ShardMapper
 
 from ..pos_tags import UPOS_TAGS
 from .base import DEFAULT_SPANS_KEY, ExtensionTask, Placement
-from .examples import POSExample
+from .examples import POSExample, read_examples
 from .parsing import parse_json_items
 from .placement import align_in_order
 
@@ -235,11 +235,10 @@ def make_pos_task(
     shard_mapper (Optional[ShardMapper]): splits docs exceeding the context.
     RETURNS (POSTaggingTask): the task.
     """
-    raw = examples() if callable(examples) else examples
     return POSTaggingTask(
         lang=lang,
         template=template,
-        prompt_examples=[POSExample.model_validate(eg) for eg in raw] if raw else None,
+        prompt_examples=read_examples(examples, POSExample),
         tags=tags,
         seg_label=seg_label,
         fallback_tag=fallback_tag,

@@ -13,7 +13,7 @@ from spacy_llm.registry import registry
 from spacy_llm.ty import ExamplesConfigType, ShardMapper
 
 from .base import DEFAULT_SPANS_KEY, ExtensionTask, Placement
-from .examples import SegmentationExample
+from .examples import SegmentationExample, read_examples
 from .parsing import parse_json_items
 from .placement import align_in_order
 
@@ -134,11 +134,10 @@ def make_segmentation_task(
     shard_mapper (Optional[ShardMapper]): splits docs exceeding the context.
     RETURNS (SegmentationTask): the task.
     """
-    raw = examples() if callable(examples) else examples
     return SegmentationTask(
         lang=lang,
         template=template,
-        prompt_examples=[SegmentationExample.model_validate(eg) for eg in raw] if raw else None,
+        prompt_examples=read_examples(examples, SegmentationExample),
         read_plain_text=read_plain_text,
         shard_mapper=shard_mapper,
         spans_key=spans_key,
