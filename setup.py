@@ -53,6 +53,8 @@ setup(
             "accelerate>=0.26",
         ],
         "lexicon": ["jieba>=0.42"],
+        # knowfree analyze (heatmap, t-SNE); the t-SNE embeddings need the llm extra
+        "analysis": ["matplotlib>=3.5", "scikit-learn>=1.0"],
         "test": ["pytest>=7"],
     },
     entry_points={

@@ -92,11 +92,18 @@ def run(cmd: List[str], log: Path) -> float:
 def train_and_evaluate(system: str, corpus: Path, k: str, seed: int, out: Path,
                        max_steps: int, eval_frequency: int, patience: int) -> Dict:
     """One run; returns the metrics (cached in ``out/metrics.json``)."""
+    config, variant = SYSTEMS[system]
+    train = corpus / (f"train_{k}_fused.spacy" if variant == "fused" else f"train_{k}.spacy")
+    return train_on(config, train, corpus, seed, out, max_steps, eval_frequency, patience,
+                    scores_prefix="ents" if system == "ner" else "spans_sc")
+
+
+def train_on(config: str, train: Path, corpus: Path, seed: int, out: Path, max_steps: int,
+             eval_frequency: int, patience: int, scores_prefix: str = "spans_sc") -> Dict:
+    """Train ``config`` on ``train``, evaluate on the test split; cached in ``out/metrics.json``."""
     metrics_path = out / "metrics.json"
     if metrics_path.exists():
         return json.loads(metrics_path.read_text())
-    config, variant = SYSTEMS[system]
-    train = corpus / (f"train_{k}_fused.spacy" if variant == "fused" else f"train_{k}.spacy")
     out.mkdir(parents=True, exist_ok=True)
     train_seconds = run(
         [sys.executable, "-m", "spacy", "train", config, "--output", str(out / "model"),
@@ -110,9 +117,9 @@ def train_and_evaluate(system: str, corpus: Path, k: str, seed: int, out: Path,
          str(corpus / "test.spacy"), "--output", str(out / "evaluate.json")],
         out / "evaluate.log")
     scores = json.loads((out / "evaluate.json").read_text())
-    prefix = "ents" if system == "ner" else "spans_sc"
     metrics = {
-        "p": scores[f"{prefix}_p"], "r": scores[f"{prefix}_r"], "f": scores[f"{prefix}_f"],
+        "p": scores[f"{scores_prefix}_p"], "r": scores[f"{scores_prefix}_r"],
+        "f": scores[f"{scores_prefix}_f"],
         "train_seconds": train_seconds,
     }
     metrics_path.write_text(json.dumps(metrics, indent=2))

@@ -5,7 +5,7 @@ lines without a shell, so the choices live here). Every step calls the
   corpus DATASET DATASETS_DIR SAMPLE_DIR K SEED OUT_DIR
   extend KNOWLEDGE endpoint=URL IN OUT       (writes OUT.knowledge.json)
   merge-labels IN OUT LABEL_MAP           (reads IN.knowledge.json)
-  synthesize FUSED ANNOTATOR OUT COMBINED (reads FUSED's knowledge)
+  synthesize FUSED ANNOTATOR OUT COMBINED LIMIT MAX_NEW_TOKENS (reads FUSED's knowledge)
 """
 import json
 import shutil
@@ -83,10 +83,11 @@ def merge_labels(in_path, out_path, label_map) -> None:
     sidecar(Path(out_path)).write_text(json.dumps(info), "utf8")
 
 
-def synthesize(fused, annotator, out_path, combined) -> None:
+def synthesize(fused, annotator, out_path, combined, limit="0", max_new_tokens="256") -> None:
     info = read_knowledge(Path(fused))
     args = ["synthesize", fused, annotator, out_path, "--combined", combined,
-            "--summary", Path(out_path).with_suffix(".summary.json")]
+            "--summary", Path(out_path).with_suffix(".summary.json"), "--limit", limit,
+            "--max-new-tokens", max_new_tokens]
     if info["knowledge"] != "lexicon":
         # the same LLM explains (P_exp/P_ext) and annotates the extension labels
         args += ["-c", info["knowledge"], "--knowledge-config", info["knowledge"], *llm_overrides(info)]

@@ -441,16 +441,31 @@ class KnowFREE(TrainablePipe):
         memory. Not for listener tok2vecs, whose vectors come from the
         upstream component over the whole doc anyway.
         """
+        return self._predict(docs, len(self.labels))
+
+    def predict_with_extensions(self, docs: Iterable[Doc]) -> List[Floats3d]:
+        """Logits of every column, target labels then extension labels:
+        (n_tokens, max_span_width, n_labels + n_extension_labels) per doc.
+
+        Inference never needs the extension columns; this is for analysing
+        what the model learned from them (``knowfree analyze heatmap``).
+        """
+        return self._predict(docs, len(self.labels) + len(self.extension_labels))
+
+    def _predict(self, docs: Iterable[Doc], n_columns: int) -> List[Floats3d]:
         docs = list(docs)
         if not docs:
             return []
-        self._head.attrs["n_predict_columns"] = len(self.labels)
-        if self._uses_listener or all(len(doc) <= LONG_DOC_ROWS for doc in docs):
-            return self.model.predict(docs)
-        short = [doc for doc in docs if len(doc) <= LONG_DOC_ROWS]
-        short_scores = iter(self.model.predict(short) if short else [])
-        return [self._predict_long(doc) if len(doc) > LONG_DOC_ROWS else next(short_scores)
-                for doc in docs]
+        self._head.attrs["n_predict_columns"] = n_columns
+        try:
+            if self._uses_listener or all(len(doc) <= LONG_DOC_ROWS for doc in docs):
+                return self.model.predict(docs)
+            short = [doc for doc in docs if len(doc) <= LONG_DOC_ROWS]
+            short_scores = iter(self.model.predict(short) if short else [])
+            return [self._predict_long(doc) if len(doc) > LONG_DOC_ROWS else next(short_scores)
+                    for doc in docs]
+        finally:
+            self._head.attrs["n_predict_columns"] = len(self.labels)
 
     @property
     def _uses_listener(self) -> bool:

@@ -1,7 +1,8 @@
 """Error and warning messages, spaCy style: ``Errors.KF001`` reads ``[KF001] ...``.
 
 Code ranges: KF0xx component and model, KF1xx data converters and sampling,
-KF2xx LLM tasks, backends and knowledge sources, KF3xx synthesis and workflow.
+KF2xx LLM tasks, backends and knowledge sources, KF3xx synthesis and workflow,
+KF4xx analysis (``knowfree analyze``).
 """
 from spacy.errors import ErrorsWithCodes
 
@@ -62,6 +63,14 @@ class Warnings(metaclass=ErrorsWithCodes):
         "context of {context} tokens (longest prompt: {longest} tokens). They "
         "are sent whole, never truncated; give the model a context_length so "
         "that spacy-llm shards long documents."
+    )
+
+    # KW40x: analysis (spacy_knowfree.analysis)
+    KW400 = (
+        "No font with Chinese characters is installed for matplotlib, so these "
+        "labels are drawn under other names: {replaced}. Install one (e.g. "
+        "the fonts-noto-cjk package) to see the original labels; the JSON "
+        "written next to the plot keeps them."
     )
 
     # KW30x: synthesis and peer augmenters (spacy_knowfree.synthesis, .augment)
@@ -357,4 +366,34 @@ class Errors(metaclass=ErrorsWithCodes):
         "No target entities in doc.spans['{key}'] (or doc.ents) of the input "
         "docs: entity-conditioned generation samples from them. Check "
         "--spans-key."
+    )
+
+    # KF40x: analysis (spacy_knowfree.analysis, knowfree analyze)
+    KF400 = (
+        "The analysis plots need matplotlib and scikit-learn. Install them "
+        "with: pip install \"spacy-knowfree[analysis]\"."
+    )
+    KF401 = (
+        "The pipeline {path} has no knowfree component named '{name}' (its "
+        "pipes: {pipes}). Give a pipeline trained with the knowfree component "
+        "(e.g. training/model-best), or name its component with --component."
+    )
+    KF402 = "Invalid value for '{arg}' in knowfree analyze: {value!r}. {hint}"
+    KF403 = (
+        "Component '{name}' has no extension labels, so there are no "
+        "extension-label logits to show. Analyse a model trained on fusion "
+        "samples (docs with extension spans, e.g. from knowfree extend)."
+    )
+    KF404 = (
+        "No {positions} spans in doc.spans['{key}'] of the {n} docs, so no "
+        "extension logits could be averaged for component '{name}'. Use more "
+        "docs, --positions gold, or a lower threshold in [components.{name}]."
+    )
+    KF405 = (
+        "Only {n} sentence(s) to project; the t-SNE map needs at least "
+        "{minimum}. Check the DocBins given as NAME=PATH."
+    )
+    KF406 = (
+        "Cannot read the doc set '{value}': {problem}. Give each set as "
+        "NAME=PATH (e.g. train=corpus/train.spacy) or as a path to a .spacy file."
     )

@@ -1,68 +1,15 @@
 """The ``knowfree`` component: training, decoding, loss weights, serialization."""
 import subprocess
 import sys
-import warnings
 
 import numpy
 import pytest
 import spacy
 from spacy.tokens import DocBin
-from spacy.training import Example
-from spacy.util import fix_random_seed
-from thinc.api import Adam
 
-from spacy_knowfree.component import KnowFREE
 from spacy_knowfree.decoding import decode_grid
 
-from _examples import EXTENSION, FLAT, NESTED, make_examples, span_tuples
-
-SMALL_MODEL = {
-    "@architectures": "spacy-knowfree.KnowFREE.v1",
-    "hidden_width": 64,
-    "grid_width": 60,
-    "n_biaffine_heads": 4,
-    "n_attention_heads": 6,
-    "attention_window": 3,
-    "dropout": 0.1,
-    "batch_rows": 64,
-    "tok2vec": {
-        "@architectures": "spacy.Tok2Vec.v2",
-        "embed": {
-            "@architectures": "spacy.MultiHashEmbed.v2",
-            "width": 64,
-            "attrs": ["ORTH", "SHAPE"],
-            "rows": [2000, 100],
-            "include_static_vectors": False,
-        },
-        "encode": {
-            "@architectures": "spacy.MaxoutWindowEncoder.v2",
-            "width": 64,
-            "window_size": 1,
-            "maxout_pieces": 3,
-            "depth": 2,
-        },
-    },
-}
-
-
-def make_nlp(**config):
-    nlp = spacy.blank("zh")
-    nlp.add_pipe("knowfree", config={"model": SMALL_MODEL, **config})
-    return nlp
-
-
-def train(nlp, examples, max_steps=300, target_f=1.0):
-    fix_random_seed(0)
-    optimizer = nlp.initialize(lambda: examples)
-    optimizer.learn_rate = 0.003
-    score = 0.0
-    for step in range(max_steps):
-        nlp.update(examples, sgd=optimizer, drop=0.0, losses={})
-        if step % 10 == 9:
-            score = nlp.evaluate(examples)[f"spans_{nlp.get_pipe('knowfree').key}_f"]
-            if score >= target_f:
-                break
-    return score
+from _examples import EXTENSION, FLAT, NESTED, make_examples, make_nlp, span_tuples, train
 
 
 @pytest.fixture(scope="module")

