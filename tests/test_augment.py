@@ -5,11 +5,8 @@ against a real HTTP server on 127.0.0.1 (and is interrupted and resumed)."""
 import json
 import random
 import re
-import socket
-import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Iterable, List, Optional
+from typing import Callable, Iterable, List
 
 import pytest
 import spacy
@@ -26,24 +23,13 @@ from spacy_knowfree.cli import _register_commands, app
 from spacy_knowfree.component import SYNTHETIC_FLAG
 from spacy_knowfree.synthesis import PROVENANCE_KEY, LLMRunner
 
+from _chat_server import ChatServer, reply_body
 from _examples import FLAT
 
 _register_commands()
 
 
-@pytest.fixture(autouse=True)
-def only_localhost(monkeypatch):
-    """Fail on any outgoing connection that is not to the loopback interface."""
-    real_connect = socket.socket.connect
-
-    def guarded(self, address):
-        if self.family in (socket.AF_INET, socket.AF_INET6):
-            assert address[0] in ("127.0.0.1", "::1", "localhost"), f"test tried to reach {address}"
-        return real_connect(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", guarded)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+pytestmark = pytest.mark.usefixtures("only_localhost")
 
 
 def flat_docs(nlp=None):
@@ -306,48 +292,19 @@ def test_several_variants_per_sentence():
         ParaphraseSettings(n_variants=0).check()
 
 
-class ChatServer:
-    """A real OpenAI-compatible chat-completions server on 127.0.0.1."""
-
-    def __init__(self, answer: Callable[[str], str]):
-        self.answer = answer
-        self.prompts: List[str] = []
-        self.refuse: Optional[str] = None  # a sentence whose prompt gets HTTP 400
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])).decode("utf8"))
-                prompt = body["messages"][-1]["content"]
-                server.prompts.append(prompt)
-                if server.refuse and server.refuse in prompt:
-                    status, payload = 400, {"error": {"message": "refused"}}
-                else:
-                    status, payload = 200, {"choices": [{"index": 0, "finish_reason": "stop", "message": {
-                        "role": "assistant", "content": server.answer(prompt)}}]}
-                data = json.dumps(payload).encode("utf8")
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1/chat/completions"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
 def chat_server():
-    server = ChatServer(lambda p: PARAPHRASES[p.split("句子：")[-1].split("\n")[0]])
+    """Paraphrases by sentence; HTTP 400 for the prompt holding ``server.refuse``."""
+    server = ChatServer()
+    server.refuse = None
+
+    def behaviour(request, n):
+        prompt = request["messages"][-1]["content"]
+        if server.refuse and server.refuse in prompt:
+            return 400, {}, {"error": {"message": "refused"}}, 0.0
+        return 200, {}, reply_body(PARAPHRASES[prompt.split("句子：")[-1].split("\n")[0]]), 0.0
+
+    server.behaviour = behaviour
     yield server
     server.close()
 
@@ -369,11 +326,11 @@ def test_paraphrase_cli_over_http_is_interrupted_and_resumed(chat_server, tmp_pa
     chat_server.refuse = "王五加入了腾讯公司"  # the third prompt fails: the run stops there
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1 and "KF202" in result.output and "resume" in result.output
-    assert len(chat_server.prompts) == 3 and not out.exists()
+    assert len(chat_server.prompts()) == 3 and not out.exists()
     chat_server.refuse = None
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert len(chat_server.prompts) == 3 + 2  # only the failed and the never-sent prompt
+    assert len(chat_server.prompts()) == 3 + 2  # only the failed and the never-sent prompt
     summary = srsly.read_json(tmp_path / "s.json")
     assert summary["llm"] == {"prompts": 4, "made": 2, "cached": 2}
     assert summary["dropped"] == {"entity_lost": 1, "copy_of_source": 1} and summary["docs"] == 2
@@ -386,5 +343,5 @@ def test_paraphrase_cli_over_http_is_interrupted_and_resumed(chat_server, tmp_pa
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text(encoding="utf8").splitlines()]
     assert [r["status"] for r in log] == ["kept", "entity_lost", "copy_of_source", "kept"]
     result = CliRunner().invoke(app, args)  # a finished run costs nothing
-    assert result.exit_code == 0 and len(chat_server.prompts) == 5
+    assert result.exit_code == 0 and len(chat_server.prompts()) == 5
     assert srsly.read_json(tmp_path / "s.json")["llm"] == {"prompts": 4, "made": 0, "cached": 4}

@@ -10,8 +10,6 @@ ever contacted.
 import json
 import re
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional
 
@@ -31,25 +29,15 @@ from spacy_knowfree.llm_tasks.local_causal_lm import LocalCausalLM
 from spacy_knowfree.llm_tasks.openai_compatible import OpenAICompatibleModel
 from spacy_knowfree.llm_tasks.response_cache import LLMCallCounts, ResponseCache, cache_key
 
+from _chat_server import ChatServer, answering
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KEY = "knowfree_ext"
 _register_commands()
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def only_localhost(monkeypatch):
-    """Fail on any outgoing connection that is not to the loopback interface."""
-    real_connect = socket.socket.connect
-
-    def guarded(self, address):
-        if self.family in (socket.AF_INET, socket.AF_INET6):
-            assert address[0] in ("127.0.0.1", "::1", "localhost"), f"test tried to reach {address}"
-        return real_connect(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", guarded)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+pytestmark = pytest.mark.usefixtures("only_localhost")
 
 
 # ============================================================================= extend
@@ -434,39 +422,6 @@ def test_apply_only_round_trip_with_a_reviewed_map(tmp_path, fake_embeddings, mo
     assert neither.exit_code == 1 and "KF271" in neither.output
 
 
-class PMergeServer:
-    """A real chat-completions server on 127.0.0.1 answering with ``self.reply``."""
-
-    def __init__(self, reply: str):
-        self.reply = reply
-        self.requests: List[Dict[str, Any]] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])).decode("utf8"))
-                server.requests.append({"path": self.path, "json": body, "headers": dict(self.headers)})
-                data = json.dumps({"choices": [{"index": 0, "finish_reason": "stop", "message": {
-                    "role": "assistant", "content": server.reply}}]}).encode("utf8")
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1/chat/completions"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 # Malformed but recoverable: chatter around a fence, single quotes, an
 # unquoted key, trailing commas, and a member the model invented (星球).
 RECOVERABLE_REPLY = """好的，下面是合并结果：
@@ -489,7 +444,8 @@ max_retries = 0
 
 def test_merge_labels_asks_an_openai_compatible_server_once(tmp_path, fake_embeddings):
     make_merge_corpus(tmp_path / "fused.spacy")
-    server = PMergeServer(RECOVERABLE_REPLY)
+    reply = {"text": RECOVERABLE_REPLY}
+    server = ChatServer(answering(lambda prompt: reply["text"]))
     try:
         cache = tmp_path / "replies.jsonl"
         args = ["merge-labels", str(tmp_path / "fused.spacy"), str(tmp_path / "merged.spacy"),
@@ -520,7 +476,7 @@ def test_merge_labels_asks_an_openai_compatible_server_once(tmp_path, fake_embed
         assert "answered from cache" in again.output and re.search(r"LLM calls from cache\s+1", again.output)
 
         # a [model]-only config without a cache of its own, and an unreadable reply
-        server.reply = "对不起，我不能合并这些标签。"
+        reply["text"] = "对不起，我不能合并这些标签。"
         (tmp_path / "merge.cfg").write_text(MODEL_ONLY_CONFIG, encoding="utf8")
         bad = runner.invoke(app, ["merge-labels", str(tmp_path / "fused.spacy"), str(tmp_path / "bad.spacy"),
                                   "-m", str(tmp_path / "bad.json"), "-c", str(tmp_path / "merge.cfg"),

@@ -11,9 +11,8 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, Tuple
 
 import pytest
 
@@ -28,95 +27,23 @@ from spacy_knowfree.llm_tasks.local_causal_lm import (
 from spacy_knowfree.llm_tasks.openai_compatible import BackendRequestError, OpenAICompatibleModel
 from spacy_knowfree.llm_tasks.response_cache import ResponseCache, cache_key
 
+from _chat_server import ChatServer, echo, reply_body
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 Behaviour = Callable[[Dict[str, Any], int], Tuple[int, Dict[str, str], Any, float]]
 
 
-@pytest.fixture(autouse=True)
-def only_localhost(monkeypatch):
-    """Fail on any outgoing connection that is not to the loopback interface."""
-    real_connect = socket.socket.connect
-
-    def guarded(self, address):
-        if self.family in (socket.AF_INET, socket.AF_INET6):
-            host = address[0]
-            assert host in ("127.0.0.1", "::1", "localhost"), f"test tried to reach {address}"
-        return real_connect(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", guarded)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-
-
-def reply_body(text: str, finish_reason: str = "stop") -> Dict[str, Any]:
-    return {
-        "id": "x", "object": "chat.completion",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}],
-    }
-
-
-def echo(request: Dict[str, Any], n: int) -> Tuple[int, Dict[str, str], Any, float]:
-    """Default behaviour: reply 'R:' + the user prompt."""
-    return 200, {}, reply_body("R:" + request["messages"][-1]["content"]), 0.0
-
-
-class FakeServer:
-    """A real HTTP server on 127.0.0.1 with a scriptable chat-completions route."""
-
-    def __init__(self):
-        self.behaviour: Behaviour = echo
-        self.requests: List[Dict[str, Any]] = []
-        self.lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep pytest output clean
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])).decode("utf8"))
-                with server.lock:
-                    n = len(server.requests)
-                    server.requests.append({"path": self.path, "headers": dict(self.headers), "json": body,
-                                            "time": time.monotonic()})
-                status, headers, payload, delay = server.behaviour(body, n)
-                if delay:
-                    time.sleep(delay)
-                data = payload.encode("utf8") if isinstance(payload, str) else json.dumps(payload).encode("utf8")
-                try:
-                    self.send_response(status)
-                    for key, value in headers.items():
-                        self.send_header(key, value)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1/chat/completions"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
-        self.thread.start()
-
-    def prompts(self) -> List[str]:
-        return [r["json"]["messages"][-1]["content"] for r in self.requests]
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+pytestmark = pytest.mark.usefixtures("only_localhost")
 
 
 @pytest.fixture
 def server():
-    srv = FakeServer()
+    srv = ChatServer()
     yield srv
     srv.close()
 
 
-def make_model(server: FakeServer, **kwargs) -> OpenAICompatibleModel:
+def make_model(server: ChatServer, **kwargs) -> OpenAICompatibleModel:
     settings = {"backoff": 0.01, "timeout": 5.0, "max_retries": 3}
     settings.update(kwargs)
     return OpenAICompatibleModel(server.url, "test-model", **settings)
