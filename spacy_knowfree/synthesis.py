@@ -8,7 +8,8 @@ entities, P_ext for sentences without. Then the generated text is
    whole: ``empty``, ``too_long``, ``off_language``, ``copy_of_source``;
 2. split into sentences (Chinese and English rules), which are filtered
    again: ``too_short``, ``too_long``, ``off_language``, ``copy_of_source``
-   (a sentence of the source repeated), ``unfinished`` (last piece without
+   (a sentence of the source repeated), ``copy_of_prompt`` (a piece of the
+   instruction or of a few-shot answer repeated), ``unfinished`` (last piece without
    end punctuation, e.g. cut at the token limit), ``duplicate``;
 3. turned into docs with the annotator's tokenizer and annotated: target
    spans by the *frozen* knowfree pipeline trained on the fusion samples,
@@ -249,7 +250,17 @@ def is_copy(candidate: str, source: str, similarity: float = 0.9) -> bool:
 #: Output-level drop reasons, in report order.
 OUTPUT_REASONS = ("empty", "too_long", "off_language", "copy_of_source")
 #: Sentence-level drop reasons, in report order.
-SENTENCE_REASONS = ("too_short", "too_long", "off_language", "copy_of_source", "unfinished", "duplicate")
+SENTENCE_REASONS = ("too_short", "too_long", "off_language", "copy_of_source", "copy_of_prompt",
+                    "unfinished", "duplicate")
+_SENTENCE_SPLIT = re.compile(r"[\n。！？!?；;]+|[：:](?=\S)")
+_CLAUSE_SPLIT = re.compile(r"[\n。！？!?；;，,：:]+")
+
+
+def prompt_clauses(prompt: str, min_chars: int = 4) -> List[str]:
+    """The sentences and clauses of a prompt (instruction, requirements,
+    few-shot examples) that a generated sentence must not merely repeat."""
+    pieces = _SENTENCE_SPLIT.split(prompt) + _CLAUSE_SPLIT.split(prompt)
+    return list(dict.fromkeys(p for p in pieces if len(normalize_for_compare(p)) >= min_chars))
 
 
 @dataclass
@@ -308,9 +319,12 @@ def output_drop_reason(cleaned: str, source: str, settings: FilterSettings) -> O
 
 def sentence_drop_reason(
     sentence: str, source: str, settings: FilterSettings, *, last: bool = False,
-    seen: Optional[set] = None,
+    seen: Optional[set] = None, clauses: Sequence[str] = (),
 ) -> Optional[str]:
-    """Why one sentence is dropped, or None to keep it (adds kept ones to ``seen``)."""
+    """Why one sentence is dropped, or None to keep it (adds kept ones to ``seen``).
+
+    clauses (Sequence[str]): the prompt's clauses (:func:`prompt_clauses`).
+    """
     size = len("".join(sentence.split()))
     if size < settings.min_sentence_chars:
         return "too_short"
@@ -320,6 +334,8 @@ def sentence_drop_reason(
         return "off_language"
     if source and is_copy(sentence, source, settings.copy_similarity):
         return "copy_of_source"
+    if any(is_copy(sentence, clause, settings.copy_similarity) for clause in clauses):
+        return "copy_of_prompt"
     if last and settings.drop_unfinished and not sentence.rstrip().endswith(_END_PUNCT):
         return "unfinished"
     if seen is not None:
@@ -342,7 +358,8 @@ class FilteredOutput:
 
 
 def filter_generation(
-    reply: str, source: str, settings: FilterSettings, seen: Optional[set] = None
+    reply: str, source: str, settings: FilterSettings, seen: Optional[set] = None,
+    prompt: str = "",
 ) -> FilteredOutput:
     """Clean one explanation, filter it, split it and filter its sentences.
 
@@ -350,6 +367,8 @@ def filter_generation(
     source (str): the source sentence it was generated from.
     settings (FilterSettings): the thresholds.
     seen (Optional[set]): normalized sentences kept so far (for ``duplicate``).
+    prompt (str): the prompt of the reply; sentences repeating a piece of it
+        (small models often recite the instruction) are dropped.
     RETURNS (FilteredOutput): the kept sentences and the counts.
     """
     cleaned = clean_generation(reply, settings.lang)
@@ -362,8 +381,10 @@ def filter_generation(
         body = body[len(source.strip()):].lstrip()  # the model echoed the sample first
         result.echo_removed = True
     sentences = split_sentences(body, settings.lang)
+    clauses = prompt_clauses(prompt.replace(source, "")) if prompt else []
     for i, sentence in enumerate(sentences):
-        why = sentence_drop_reason(sentence, source, settings, last=i == len(sentences) - 1, seen=seen)
+        why = sentence_drop_reason(sentence, source, settings, last=i == len(sentences) - 1, seen=seen,
+                                   clauses=clauses)
         if why is None:
             result.sentences.append(sentence)
         else:
@@ -778,12 +799,12 @@ class Synthesizer:
                 for route, (_, doc) in zip(routes, batch)
             ]
             replies = self.runner(prompts)
-            for route, (index, doc), reply in zip(routes, batch, replies):
+            for route, (index, doc), prompt, reply in zip(routes, batch, prompts, replies):
                 task = self.explanation_task if route == P_EXP else self.description_task
                 # on a copy: the source docs are left as they were
                 doc = next(iter(task.parse_responses([[doc.copy()]], [[reply]])))
                 text = doc.user_data[GENERATION_KEY][-1]["text"]
-                result = filter_generation(text, doc.text, settings.filters, seen)
+                result = filter_generation(text, doc.text, settings.filters, seen, prompt=prompt)
                 summary.outputs += 1
                 summary.add_extra(f"prompts {route}")
                 record = {"source": index, "prompt": route, "source_text": doc.text, "reply": text}

@@ -222,6 +222,19 @@ def test_sentence_filters_count_each_reason():
         FilterSettings(min_lang_ratio=2.0).check()
 
 
+def test_sentences_reciting_the_prompt_are_dropped():
+    prompt = ("指令：请你扮演一位学识渊博的领域专家，正在给学生们讲解一段文字。\n"
+              "示例：\n样例：李四去了北京。\n续写与讲解：北京是中国的首都，李四去那里旅行。\n\n"
+              "样例：张三在上海读书。\n实体：['张三(人名)', '上海(地名)']\n续写与讲解：")
+    reply = ("请你扮演一位学识渊博的领域专家。把你扮演一位学识渊博的领域专家。"
+             "北京是中国的首都，李四去那里旅行。张三后来在上海找到了工作。")
+    result = filter_generation(reply, "张三在上海读书。", FilterSettings(lang="zh"), prompt=prompt)
+    assert result.sentences == ["张三后来在上海找到了工作。"]
+    assert dict(result.sentence_reasons) == {"copy_of_prompt": 3}
+    # without the prompt only the other filters apply
+    assert len(filter_generation(reply, "张三在上海读书。", FilterSettings(lang="zh")).sentences) == 4
+
+
 # ----------------------------------------------------------------------------- synthesis with a tiny annotator
 def run_synthesis(annotator_dir, fused_docs, model, cache=None, knowledge=True, batch_size=2):
     annotator, _ = load_annotator(annotator_dir)
