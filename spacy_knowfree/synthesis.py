@@ -256,6 +256,19 @@ _SENTENCE_SPLIT = re.compile(r"[\n。！？!?；;]+|[：:](?=\S)")
 _CLAUSE_SPLIT = re.compile(r"[\n。！？!?；;，,：:]+")
 
 
+_PROMPT_ENTITY = re.compile(r"'[^'\n]*?\s?\(([^()'\n]+)\)'")
+
+
+def strip_type_tags(text: str, prompt: str) -> str:
+    """Remove the ``(TYPE)`` tags the prompt puts after its entities
+    ('张三(人名)') where the model copied them into its text."""
+    types = set(_PROMPT_ENTITY.findall(prompt)) if prompt else set()
+    if not types:
+        return text
+    tags = "|".join(re.escape(t) for t in sorted(types, key=len, reverse=True))
+    return re.sub(rf"\s?[(（](?:{tags})[)）]", "", text)
+
+
 def prompt_clauses(prompt: str, min_chars: int = 4) -> List[str]:
     """The sentences and clauses of a prompt (instruction, requirements,
     few-shot examples) that a generated sentence must not merely repeat."""
@@ -371,7 +384,7 @@ def filter_generation(
         (small models often recite the instruction) are dropped.
     RETURNS (FilteredOutput): the kept sentences and the counts.
     """
-    cleaned = clean_generation(reply, settings.lang)
+    cleaned = strip_type_tags(clean_generation(reply, settings.lang), prompt)
     reason = output_drop_reason(cleaned, source, settings)
     result = FilteredOutput(cleaned=cleaned, reason=reason)
     if reason is not None:

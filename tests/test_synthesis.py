@@ -231,6 +231,10 @@ def test_sentences_reciting_the_prompt_are_dropped():
     result = filter_generation(reply, "张三在上海读书。", FilterSettings(lang="zh"), prompt=prompt)
     assert result.sentences == ["张三后来在上海找到了工作。"]
     assert dict(result.sentence_reasons) == {"copy_of_prompt": 3}
+    # the entity type tags of the prompt are not copied into the synthetic text
+    tagged = filter_generation("张三(人名)后来离开了上海（地名）。", "张三在上海读书。", FilterSettings(lang="zh"),
+                               prompt=prompt)
+    assert tagged.sentences == ["张三后来离开了上海。"]
     # without the prompt only the other filters apply
     assert len(filter_generation(reply, "张三在上海读书。", FilterSettings(lang="zh")).sentences) == 4
 
