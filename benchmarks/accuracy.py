@@ -166,11 +166,15 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--seed", action="append", type=int, default=None)
     parser.add_argument("--max-steps", type=int, default=2000)
     parser.add_argument("--eval-frequency", type=int, default=200)
-    parser.add_argument("--patience", type=int, default=800)
+    parser.add_argument("--patience", type=int, default=0,
+                        help="spacy train patience; 0 (default): every run trains max-steps "
+                             "(an early stop can end a run that has not started predicting yet)")
     parser.add_argument("--datasets-dir", type=Path, default=ROOT.parent / "shared" / "datasets")
     parser.add_argument("--workdir", type=Path, default=ROOT / "benchmarks" / "runs")
     parser.add_argument("--output", type=Path,
                         default=ROOT / "benchmarks" / "results" / "accuracy.md")
+    parser.add_argument("--report-only", action="store_true",
+                        help="Train nothing: write the table from the finished runs only")
     args = parser.parse_args(argv)
     ks = args.k or ["250", "1000"]
     systems = args.system or list(SYSTEMS)
@@ -183,11 +187,15 @@ def main(argv: Optional[List[str]] = None) -> None:
                 results = []
                 for seed in seeds:
                     out = args.workdir / dataset / f"k{k}" / system.replace("+", "_") / f"seed{seed}"
+                    if args.report_only and not (out / "metrics.json").exists():
+                        continue
                     print(f"[{dataset} K={k} {system} seed={seed}]", flush=True)
                     results.append(train_and_evaluate(system, corpus, k, seed, out,
                                                       args.max_steps, args.eval_frequency,
                                                       args.patience))
-                rows.append((dataset, k, system, mean_sd([r["p"] for r in results]),
+                if not results:
+                    continue
+                rows.append((dataset, k, system, str(len(results)), mean_sd([r["p"] for r in results]),
                              mean_sd([r["r"] for r in results]), mean_sd([r["f"] for r in results]),
                              f"{statistics.mean(r['train_seconds'] for r in results):.0f}"))
                 write_table(args.output, sys.argv if argv is None else ["benchmarks/accuracy.py", *argv], rows)
@@ -196,8 +204,8 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 def write_table(path: Path, argv: List[str], rows) -> None:
     lines = header(argv)
-    lines.append("| dataset | K | system | P | R | F1 | train s |")
-    lines.append("|---|---|---|---:|---:|---:|---:|")
+    lines.append("| dataset | K | system | seeds | P | R | F1 | train s |")
+    lines.append("|---|---|---|---:|---:|---:|---:|---:|")
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf8")

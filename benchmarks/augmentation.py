@@ -87,7 +87,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--llm-config", type=Path, default=None, help="-c of the augmenters (default: SmolLM2)")
     parser.add_argument("--max-steps", type=int, default=1200)
     parser.add_argument("--eval-frequency", type=int, default=200)
-    parser.add_argument("--patience", type=int, default=600)
+    parser.add_argument("--patience", type=int, default=0, help="spacy train patience (0: none)")
     parser.add_argument("--datasets-dir", type=Path, default=ROOT.parent / "shared" / "datasets")
     parser.add_argument("--workdir", type=Path, default=ROOT / "benchmarks" / "runs")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "augmentation.md")
@@ -140,7 +140,7 @@ def write_table(path: Path, argv: List[str], rows, workdir: Path, k: str, seed: 
     for dataset in datasets:
         for summary in sorted((workdir / dataset / f"k{k}" / "augment" / f"seed{seed}").glob("*.summary.json")):
             seconds = summary.with_name(summary.name.replace(".summary.json", ".seconds"))
-            took = f", {seconds.read_text()} s" if seconds.exists() else ""
+            took = f", {seconds.read_text().strip()} s" if seconds.exists() else ""
             lines.append(f"- {dataset} {summary.name.split('.')[0]}{took}: "
                          f"`{json.dumps(json.loads(summary.read_text()), ensure_ascii=False)}`")
     path.parent.mkdir(parents=True, exist_ok=True)
