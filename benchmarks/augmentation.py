@@ -116,10 +116,17 @@ def main(argv: Optional[List[str]] = None) -> None:
                                     args.llm_config)
                 train = out / f"train_fused_{name}.spacy"
                 n_synthetic[name] = combine(fused, synthetic, train)
-                results.setdefault(f"fusion+{name}", []).append(
+                runs = results.setdefault(f"fusion+{name}", [])
+                if n_synthetic[name] == 0:  # nothing kept: the training data is the fusion samples
+                    continue
+                runs.append(
                     train_on(config, train, corpus, seed, base / f"knowfree_{name}" / f"seed{seed}", *steps))
         for system, runs in results.items():
             name = system.split("+")[-1]
+            if not runs:
+                rows.append((dataset, args.k, system, "0", "–", "–", "–",
+                             "not trained: no synthetic doc kept"))
+                continue
             rows.append((dataset, args.k, system, str(n_synthetic.get(name, 0)),
                          mean_sd([r["p"] for r in runs]), mean_sd([r["r"] for r in runs]),
                          mean_sd([r["f"] for r in runs]),
