@@ -570,3 +570,11 @@ def is_synthetic(eg: Example) -> bool:
     return bool(
         eg.reference.user_data.get(SYNTHETIC_FLAG) or eg.predicted.user_data.get(SYNTHETIC_FLAG)
     )
+
+
+def find_knowfree(nlp: Language, name: Optional[str] = None) -> Optional[KnowFREE]:
+    """The knowfree component called ``name`` (default: the pipeline's first), or None."""
+    for pipe_name, pipe in nlp.pipeline:
+        if isinstance(pipe, KnowFREE) and (name is None or pipe_name == name):
+            return pipe
+    return None

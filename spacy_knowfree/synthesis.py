@@ -46,7 +46,7 @@ from thinc.api import Config
 from tqdm import tqdm
 from wasabi import msg
 
-from .component import SYNTHETIC_FLAG, KnowFREE
+from .component import SYNTHETIC_FLAG, KnowFREE, find_knowfree
 from .errors import Errors, Warnings
 from .llm_tasks.explanation import (
     GENERATION_KEY, P_EXP, P_EXT, EntityExplanationTask, ExtensionDescriptionTask,
@@ -636,10 +636,15 @@ def load_annotator(path: PathLike) -> Tuple[Language, KnowFREE]:
     RETURNS (Tuple[Language, KnowFREE]): the pipeline and its (first) knowfree component.
     """
     nlp = spacy.load(path)
-    pipes = [pipe for _, pipe in nlp.pipeline if isinstance(pipe, KnowFREE)]
-    if not pipes:
-        raise ValueError(Errors.KF300.format(path=path, pipes=nlp.pipe_names))
-    return nlp, pipes[0]
+    return nlp, annotator_component(nlp, path)
+
+
+def annotator_component(annotator: Language, path: Any = "(given pipeline)") -> KnowFREE:
+    """The (first) knowfree component of an annotator pipeline; KF300 if it has none."""
+    knowfree = find_knowfree(annotator)
+    if knowfree is None:
+        raise ValueError(Errors.KF300.format(path=path, pipes=annotator.pipe_names))
+    return knowfree
 
 
 def _spans_overlap(spans: Sequence[Span]) -> bool:
@@ -781,10 +786,7 @@ class Synthesizer:
         self.settings.filters.check()
         self.runner = runner
         self.annotator = annotator
-        pipes = [pipe for _, pipe in annotator.pipeline if isinstance(pipe, KnowFREE)]
-        if not pipes:
-            raise ValueError(Errors.KF300.format(path="(given pipeline)", pipes=annotator.pipe_names))
-        self.knowfree = pipes[0]
+        self.knowfree = annotator_component(annotator)
         self.spans_key = self.settings.spans_key or self.knowfree.key
         lang = self.settings.filters.lang
         self.explanation_task = explanation_task or make_entity_explanation_task(lang=lang, spans_key=self.spans_key)

@@ -13,7 +13,7 @@ import numpy
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from ..component import KnowFREE
+from ..component import KnowFREE, find_knowfree
 from ..errors import Errors
 from .plotting import display_labels, font_context, new_figure, save_figure
 
@@ -58,12 +58,12 @@ class ExtensionLogitTable:
         }
 
 
-def find_knowfree(nlp: Language, name: Optional[str] = None, path: Any = "<pipeline>") -> KnowFREE:
-    """The knowfree component called ``name``, or the pipeline's first one."""
-    for pipe_name, pipe in nlp.pipeline:
-        if isinstance(pipe, KnowFREE) and (name is None or pipe_name == name):
-            return pipe
-    raise ValueError(Errors.KF401.format(path=path, name=name or "any", pipes=nlp.pipe_names))
+def analysed_component(nlp: Language, name: Optional[str] = None, path: Any = "<pipeline>") -> KnowFREE:
+    """The knowfree component called ``name`` (default: the first); KF401 if absent."""
+    knowfree = find_knowfree(nlp, name)
+    if knowfree is None:
+        raise ValueError(Errors.KF401.format(path=path, name=name or "any", pipes=nlp.pipe_names))
+    return knowfree
 
 
 def fresh_copies(nlp: Language, docs: Iterable[Doc]) -> List[Doc]:
@@ -102,7 +102,7 @@ def extension_logit_table(
     if positions not in POSITIONS:
         raise ValueError(Errors.KF402.format(arg="positions", value=positions,
                                              hint=f"Use one of {', '.join(POSITIONS)}."))
-    knowfree = find_knowfree(nlp, component)
+    knowfree = analysed_component(nlp, component)
     targets, extensions = list(knowfree.labels), list(knowfree.extension_labels)
     if not extensions:
         raise ValueError(Errors.KF403.format(name=knowfree.name))

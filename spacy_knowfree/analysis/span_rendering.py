@@ -7,7 +7,7 @@ from spacy import displacy
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from .extension_logits import find_knowfree, fresh_copies
+from .extension_logits import analysed_component, fresh_copies
 
 #: Colours cycled over the labels (displaCy's default palette has none for
 #: dataset labels such as PER.NAM or ENT:人名).
@@ -39,7 +39,7 @@ def render_predictions(
         the pipeline predicts from the text.
     limit (Optional[int]): render only the first ``limit`` docs (None: all).
     """
-    knowfree = find_knowfree(nlp, component)
+    knowfree = analysed_component(nlp, component)
     docs = list(docs)[:limit] if limit is not None else list(docs)
     predicted = list(nlp.pipe(fresh_copies(nlp, docs)))
     key, ext_key = knowfree.key, knowfree.extension_key

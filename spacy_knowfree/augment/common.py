@@ -10,7 +10,7 @@ from spacy.tokens import Doc, Span
 
 from ..llm_tasks.prompts import read_template
 from ..synthesis import (
-    EXTENSION_SPANS_KEY, Summary, add_extension_spans, annotate_targets, set_target_spans,
+    EXTENSION_SPANS_KEY, Summary, add_extension_spans, annotate_targets, annotator_component, set_target_spans,
 )
 
 CharSpan = Tuple[int, int, str]
@@ -122,17 +122,12 @@ def finish_docs(
     """Optionally re-annotate target spans with a frozen knowfree pipeline
     (the setting of the paper's appendix E) and add extension spans."""
     if annotator is not None:
-        from ..component import KnowFREE
-        from ..errors import Errors
-
-        pipes = [pipe for _, pipe in annotator.pipeline if isinstance(pipe, KnowFREE)]
-        if not pipes:
-            raise ValueError(Errors.KF300.format(path="(given pipeline)", pipes=annotator.pipe_names))
+        knowfree = annotator_component(annotator)
         texts = [(doc.text, doc.user_data) for doc in docs]
         fresh = [annotator.make_doc(text) for text, _ in texts]
         for doc, (_, user_data) in zip(fresh, texts):
             doc.user_data.update(user_data)
-        docs = annotate_targets(fresh, annotator, pipes[0], spans_key=spans_key, set_ents=set_ents,
+        docs = annotate_targets(fresh, annotator, knowfree, spans_key=spans_key, set_ents=set_ents,
                                 progress=progress)
         summary.add_extra("target spans re-annotated by the annotator", sum(len(d.spans[spans_key]) for d in docs))
     if knowledge is not None:

@@ -12,6 +12,7 @@ from spacy.tokens import DocBin
 from wasabi import msg
 
 from ..errors import Errors
+from ..synthesis import read_docbin
 from ._app import app
 
 analyze_app = typer.Typer(
@@ -35,10 +36,11 @@ def _load_pipeline(path: Path):
 
 
 def _read_docs(path: Path, vocab) -> list:
-    docs = list(DocBin().from_disk(path).get_docs(vocab))
-    if not docs:
-        msg.fail(Errors.KF008.format(path=path), exits=1)
-    return docs
+    """Every doc of a non-empty DocBin; exits with KF008 for an empty one."""
+    try:
+        return read_docbin(path, vocab)
+    except ValueError as err:
+        msg.fail(str(err), exits=1)
 
 
 def _parse_sets(values: List[str]) -> Dict[str, Path]:
