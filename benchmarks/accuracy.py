@@ -8,29 +8,34 @@ versions and machine at the top. ``knowfree+lexicon`` is knowfree trained on
 the fusion samples made by ``knowfree extend`` (offline jieba lexicon).
 
 Finished runs are kept under ``--workdir`` and skipped when the script is run
-again, so an interrupted benchmark resumes where it stopped.
+again, so an interrupted benchmark resumes where it stopped. ``--jobs N`` runs N
+trainings at once (each with ``--threads`` torch threads); ``--gpu-id 0`` trains
+and evaluates on that GPU (keep GPU runs in their own ``--workdir``).
 
     python benchmarks/accuracy.py --dataset weibo --dataset resume --k 250 --k 1000 --k full
 """
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import spacy
-import thinc
 import torch
-from spacy.tokens import DocBin
 
-import spacy_knowfree
 from spacy_knowfree.cli.extend import build_knowledge_pipeline
 from spacy_knowfree.converters import read_benchmark
+from spacy_knowfree.docbin_io import read_docbin, write_docbin
 from spacy_knowfree.sampling import sample_kshot
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_name, versions  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEMS = {
@@ -39,11 +44,6 @@ SYSTEMS = {
     "spancat": ("configs/spancat_zh_cpu.cfg", "plain"),
     "ner": ("configs/ner_zh_cpu.cfg", "plain"),
 }
-
-
-def write_docbin(docs, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    DocBin(store_user_data=True, docs=docs).to_disk(path)
 
 
 def prepare_corpus(dataset: str, datasets_dir: Path, workdir: Path, ks: List[str],
@@ -75,15 +75,30 @@ def prepare_corpus(dataset: str, datasets_dir: Path, workdir: Path, ks: List[str
         if fused.exists():
             continue
         lexicon = lexicon or build_knowledge_pipeline(None, ["SEG", "POS", "ENT"], None)
-        docs = list(DocBin().from_disk(corpus / f"train_{k}.spacy").get_docs(lexicon.vocab))
+        docs = read_docbin(corpus / f"train_{k}.spacy", lexicon.vocab)
         write_docbin(list(lexicon.pipe(docs)), fused)
     return corpus
 
 
+# settings of every ``spacy train``/``spacy evaluate`` this process starts
+# (set once from the command line by ``configure_runs``)
+RUN_SETTINGS = {"gpu_id": -1, "threads": 0}
+
+
+def configure_runs(gpu_id: int = -1, threads: int = 0) -> None:
+    """GPU (-1: CPU) and torch threads per run (0: torch's default)."""
+    RUN_SETTINGS.update(gpu_id=gpu_id, threads=threads)
+
+
 def run(cmd: List[str], log: Path) -> float:
     start = time.time()
+    env = dict(os.environ)
+    if RUN_SETTINGS["threads"]:
+        env["OMP_NUM_THREADS"] = str(RUN_SETTINGS["threads"])
+    if RUN_SETTINGS["gpu_id"] >= 0:
+        cmd = [*cmd, "--gpu-id", str(RUN_SETTINGS["gpu_id"])]
     with log.open("w", encoding="utf8") as handle:
-        result = subprocess.run(cmd, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)
+        result = subprocess.run(cmd, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, env=env)
     if result.returncode != 0:
         raise RuntimeError(f"command failed ({result.returncode}), see {log}: {' '.join(cmd)}")
     return time.time() - start
@@ -121,6 +136,7 @@ def train_on(config: str, train: Path, corpus: Path, seed: int, out: Path, max_s
         "p": scores[f"{scores_prefix}_p"], "r": scores[f"{scores_prefix}_r"],
         "f": scores[f"{scores_prefix}_f"],
         "train_seconds": train_seconds,
+        "device": device_name(),
     }
     metrics_path.write_text(json.dumps(metrics, indent=2))
     return metrics
@@ -132,23 +148,28 @@ def mean_sd(values: List[float]) -> str:
     return f"{100 * statistics.mean(values):.2f} ± {100 * statistics.stdev(values):.2f}"
 
 
-def header(argv: List[str]) -> List[str]:
-    cpu = platform.processor() or platform.machine()
+def device_name() -> str:
+    """The CPU (``cpu: model``) or the GPU (``gpu N: name``) the runs use."""
+    if RUN_SETTINGS["gpu_id"] < 0:
+        return f"cpu: {cpu_name()}"
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+        return f"gpu {RUN_SETTINGS['gpu_id']}: {torch.cuda.get_device_name(RUN_SETTINGS['gpu_id'])}"
+    except (AssertionError, RuntimeError):  # a CPU build of torch
+        return f"gpu {RUN_SETTINGS['gpu_id']}"
+
+
+def header(argv: List[str], report_only: bool = False) -> List[str]:
+    cpu = cpu_name()
     return [
         "# Accuracy: knowfree vs spancat vs ner",
         "",
         f"- command: `python {' '.join(argv)}`",
         f"- date: {time.strftime('%Y-%m-%d %H:%M')}",
-        f"- versions: spacy-knowfree {spacy_knowfree.__version__}, spaCy {spacy.__version__}, "
-        f"thinc {thinc.__version__}, torch {torch.__version__}, Python {platform.python_version()}",
-        f"- machine: {cpu}, {torch.get_num_threads()} torch threads, {platform.system()}",
+        f"- versions: {versions()}",
+        (f"- machine: read from finished runs (see 'trained on'); table written on {cpu}"
+         if report_only else
+         f"- machine: {cpu} ({os.cpu_count()} cores), {platform.system()}; runs on "
+         f"{device_name()}, {RUN_SETTINGS['threads'] or torch.get_num_threads()} torch threads each"),
         "- all systems: character tokens, the same CNN tok2vec (configs/*_zh_cpu.cfg), the same "
         "K-shot subsets (seeded, 250 ⊂ 500 ⊂ 1000) and dev/test splits; test P/R/F1 in %, "
         "mean ± sd over seeds. MSR/PKU: training pool and dev/test cut from the gold test "
@@ -175,38 +196,71 @@ def main(argv: Optional[List[str]] = None) -> None:
                         default=ROOT / "benchmarks" / "results" / "accuracy.md")
     parser.add_argument("--report-only", action="store_true",
                         help="Train nothing: write the table from the finished runs only")
+    parser.add_argument("--jobs", type=int, default=1, help="trainings run at once")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads of each training (0: torch's default)")
+    parser.add_argument("--gpu-id", type=int, default=-1, help="GPU of the runs (-1: CPU)")
+    parser.add_argument("--notes", type=Path, default=None,
+                        help="markdown file appended under the table (how the runs were made)")
     args = parser.parse_args(argv)
+    configure_runs(args.gpu_id, args.threads)
     ks = args.k or ["250", "1000"]
     systems = args.system or list(SYSTEMS)
     seeds = args.seed or [0]
-    rows = []
+    cells: List[Tuple[str, str, str, List[Path]]] = []
+    jobs = []
     for dataset in args.dataset:
         corpus = prepare_corpus(dataset, args.datasets_dir, args.workdir, ks, sample_seed=0)
         for k in ks:
             for system in systems:
-                results = []
-                for seed in seeds:
-                    out = args.workdir / dataset / f"k{k}" / system.replace("+", "_") / f"seed{seed}"
-                    if args.report_only and not (out / "metrics.json").exists():
-                        continue
-                    print(f"[{dataset} K={k} {system} seed={seed}]", flush=True)
-                    results.append(train_and_evaluate(system, corpus, k, seed, out,
-                                                      args.max_steps, args.eval_frequency,
-                                                      args.patience))
-                if not results:
-                    continue
-                rows.append((dataset, k, system, str(len(results)), mean_sd([r["p"] for r in results]),
-                             mean_sd([r["r"] for r in results]), mean_sd([r["f"] for r in results]),
-                             f"{statistics.mean(r['train_seconds'] for r in results):.0f}"))
-                write_table(args.output, sys.argv if argv is None else ["benchmarks/accuracy.py", *argv], rows)
+                outs = [args.workdir / dataset / f"k{k}" / system.replace("+", "_") / f"seed{seed}"
+                        for seed in seeds]
+                cells.append((dataset, k, system, outs))
+                if not args.report_only:
+                    jobs += [(system, corpus, k, seed, out) for seed, out in zip(seeds, outs)]
+
+    def one(job) -> Optional[str]:
+        """Train and evaluate one run; RETURNS why it failed, or None."""
+        system, corpus, k, seed, out = job
+        name = f"[{corpus.name} K={k} {system} seed={seed}]"
+        print(f"{name} started", flush=True)
+        try:
+            metrics = train_and_evaluate(system, corpus, k, seed, out, args.max_steps,
+                                         args.eval_frequency, args.patience)
+        except RuntimeError as err:  # one failed run does not stop the others
+            print(f"{name} FAILED: {err}", flush=True)
+            return f"{name} {err}"
+        print(f"{name} F1 {100 * metrics['f']:.2f}", flush=True)
+        return None
+
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        failures = [failure for failure in pool.map(one, jobs) if failure]
+    rows = []
+    for dataset, k, system, outs in cells:
+        results = [json.loads((out / "metrics.json").read_text())
+                   for out in outs if (out / "metrics.json").exists()]
+        if results:
+            devices = sorted({r.get("device", "cpu") for r in results})
+            rows.append((dataset, k, system, str(len(results)), mean_sd([r["p"] for r in results]),
+                         mean_sd([r["r"] for r in results]), mean_sd([r["f"] for r in results]),
+                         f"{statistics.mean(r['train_seconds'] for r in results):.0f}",
+                         ", ".join(devices)))
+    notes = args.notes.read_text(encoding="utf8") if args.notes else ""
+    write_table(args.output, sys.argv if argv is None else ["benchmarks/accuracy.py", *argv], rows,
+                notes, args.report_only)
     print(args.output.read_text())
+    if failures:
+        sys.exit("failed runs:\n" + "\n".join(failures))
 
 
-def write_table(path: Path, argv: List[str], rows) -> None:
-    lines = header(argv)
-    lines.append("| dataset | K | system | seeds | P | R | F1 | train s |")
-    lines.append("|---|---|---|---:|---:|---:|---:|---:|")
+def write_table(path: Path, argv: List[str], rows, notes: str = "",
+                report_only: bool = False) -> None:
+    lines = header(argv, report_only)
+    lines.append("| dataset | K | system | seeds | P | R | F1 | train s | trained on |")
+    lines.append("|---|---|---|---:|---:|---:|---:|---:|---|")
     lines += ["| " + " | ".join(row) + " |" for row in rows]
+    if notes:
+        lines += ["", notes.rstrip()]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf8")
 

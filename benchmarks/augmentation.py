@@ -31,7 +31,9 @@ from typing import Dict, List, Optional
 from spacy.tokens import DocBin
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import ROOT, header, mean_sd, prepare_corpus, train_and_evaluate, train_on  # noqa: E402
+from accuracy import (  # noqa: E402
+    ROOT, configure_runs, header, mean_sd, prepare_corpus, train_and_evaluate, train_on,
+)
 
 AUGMENTERS = ("synthetic", "generate", "paraphrase")
 
@@ -91,7 +93,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--datasets-dir", type=Path, default=ROOT.parent / "shared" / "datasets")
     parser.add_argument("--workdir", type=Path, default=ROOT / "benchmarks" / "runs")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "augmentation.md")
+    parser.add_argument("--gpu-id", type=int, default=-1, help="GPU of the trainings (-1: CPU)")
     args = parser.parse_args(argv)
+    configure_runs(args.gpu_id)
     augmenters = args.augmenter or list(AUGMENTERS)
     seeds = args.seed or [0]
     config = "configs/knowfree_zh_cpu.cfg"

@@ -22,6 +22,9 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import cpu_name, versions  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEMS = {"knowfree": "configs/knowfree_zh_cpu.cfg", "spancat": "configs/spancat_zh_cpu.cfg"}
 LENGTHS = [100, 1000, 5000, 20000]
@@ -95,15 +98,7 @@ def train(system: str, corpus: Path, workdir: Path, epochs: int) -> Dict:
 
 
 def machine() -> str:
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()}"
+    return f"{cpu_name()}, {os.cpu_count()} cores, {platform.system()}"
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -128,9 +123,6 @@ def main(argv: Optional[List[str]] = None) -> None:
             print(f"[{system}] memory, {length} characters", flush=True)
             res[f"mem_{length}"] = child("memory", trained["model"], str(length), 2)
         results[system] = res
-    import spacy, thinc, torch
-    import spacy_knowfree
-
     def ratio(key: str, sub: Optional[str] = None) -> str:
         a, b = results["knowfree"][key], results["spancat"][key]
         if sub:
@@ -150,8 +142,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         "",
         f"- command: `python {' '.join(['benchmarks/speed.py', *(argv if argv is not None else sys.argv[1:])])}`",
         f"- date: {time.strftime('%Y-%m-%d %H:%M')}",
-        f"- versions: spacy-knowfree {spacy_knowfree.__version__}, spaCy {spacy.__version__}, "
-        f"thinc {thinc.__version__}, torch {torch.__version__}, Python {platform.python_version()}",
+        f"- versions: {versions()}",
         f"- machine: {machine()}",
         f"- models: trained {args.epochs} epochs on assets/sample; knowfree max_span_width 32, "
         "spancat ngram suggester 1..32",

@@ -2,7 +2,8 @@
 
 Code ranges: KF0xx component and model, KF1xx data converters and sampling,
 KF2xx LLM tasks, backends and knowledge sources, KF3xx synthesis and workflow,
-KF4xx analysis (``knowfree analyze``).
+KF4xx analysis (``knowfree analyze``), KF5xx decoding-threshold tuning
+(``knowfree tune-threshold``).
 """
 from spacy.errors import ErrorsWithCodes
 
@@ -396,4 +397,15 @@ class Errors(metaclass=ErrorsWithCodes):
     KF406 = (
         "Cannot read the doc set '{value}': {problem}. Give each set as "
         "NAME=PATH (e.g. train=corpus/train.spacy) or as a path to a .spacy file."
+    )
+
+    # KF50x: decoding-threshold tuning (knowfree tune-threshold)
+    KF500 = (
+        "None of the {n} docs has gold spans in doc.spans['{key}'], so the "
+        "threshold of component '{name}' cannot be tuned on them. Give the dev "
+        "split the component was trained for (a DocBin with gold spans)."
+    )
+    KF501 = (
+        "Invalid thresholds (low={low}, high={high}, step={step}): give "
+        "probabilities with 0 <= low <= high < 1 and a positive step."
     )

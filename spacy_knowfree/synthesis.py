@@ -38,9 +38,8 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 
 import spacy
 from spacy.language import Language
-from spacy.tokens import Doc, DocBin, Span
+from spacy.tokens import Doc, Span
 from spacy.util import minibatch
-from spacy.vocab import Vocab
 from spacy_llm.registry import registry as llm_registry
 from thinc.api import Config
 from tqdm import tqdm
@@ -710,27 +709,6 @@ def build_knowledge(
     if overrides:
         args.append(overrides)
     return build_knowledge_pipeline(*args)
-
-
-def write_docbin(docs: Iterable[Doc], path: PathLike) -> int:
-    """Write docs with their user data (the synthetic flag). RETURNS (int): docs written."""
-    docbin = DocBin(store_user_data=True)
-    n = 0
-    for doc in docs:
-        docbin.add(doc)
-        n += 1
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    docbin.to_disk(path)
-    return n
-
-
-def read_docbin(path: PathLike, vocab: Optional[Vocab] = None) -> List[Doc]:
-    """Every doc of a DocBin (with user data)."""
-    docs = list(DocBin().from_disk(Path(path)).get_docs(vocab if vocab is not None else Vocab()))
-    if not docs:
-        raise ValueError(Errors.KF008.format(path=path))
-    return docs
 
 
 # ----------------------------------------------------------------------------- synthesis

@@ -24,10 +24,11 @@ from spacy_knowfree.llm_tasks.explanation import (
 )
 from spacy_knowfree.llm_tasks.response_cache import ResponseCache
 from spacy_knowfree.augment.common import finish_docs
+from spacy_knowfree.docbin_io import read_docbin
 from spacy_knowfree.synthesis import (
     PROVENANCE_KEY, FilterSettings, LLMRunner, Summary, SynthesisSettings, Synthesizer, build_knowledge,
     clean_generation, filter_generation, find_llm_model_block, flag_synthetic, group_sentences, load_annotator,
-    read_docbin, read_llm_config, split_sentences,
+    read_llm_config, split_sentences,
 )
 
 from _examples import EXTENSION, FLAT, make_examples, make_nlp, train

@@ -14,6 +14,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from ..component import KnowFREE, find_knowfree
+from ..pipeline_inputs import fresh_copies, run_upstream
 from ..errors import Errors
 from .plotting import display_labels, font_context, new_figure, save_figure
 
@@ -64,22 +65,6 @@ def analysed_component(nlp: Language, name: Optional[str] = None, path: Any = "<
     if knowfree is None:
         raise ValueError(Errors.KF401.format(path=path, name=name or "any", pipes=nlp.pipe_names))
     return knowfree
-
-
-def fresh_copies(nlp: Language, docs: Iterable[Doc]) -> List[Doc]:
-    """Unannotated docs with the same tokens, in the pipeline's vocab."""
-    return [Doc(nlp.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc])
-            for doc in docs]
-
-
-def run_upstream(nlp: Language, component: KnowFREE, docs: List[Doc], batch_size: int = 64) -> List[Doc]:
-    """Run the components before ``component`` (e.g. a shared tok2vec or transformer)."""
-    names = nlp.pipe_names
-    upstream = names[: names.index(component.name)]
-    if not upstream:
-        return docs
-    with nlp.select_pipes(enable=upstream):
-        return list(nlp.pipe(docs, batch_size=batch_size))
 
 
 def extension_logit_table(

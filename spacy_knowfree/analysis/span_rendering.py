@@ -7,7 +7,8 @@ from spacy import displacy
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from .extension_logits import analysed_component, fresh_copies
+from ..pipeline_inputs import fresh_copies
+from .extension_logits import analysed_component
 
 #: Colours cycled over the labels (displaCy's default palette has none for
 #: dataset labels such as PER.NAM or ENT:人名).

@@ -12,8 +12,9 @@ from thinc.api import Config
 from wasabi import msg
 
 from ..llm_tasks.openai_compatible import BackendRequestError
+from ..docbin_io import write_docbin
 from ..synthesis import (
-    LLMRunner, Summary, build_llm_runner, find_llm_model_block, read_llm_config, write_docbin, write_records,
+    LLMRunner, Summary, build_llm_runner, find_llm_model_block, read_llm_config, write_records,
 )
 
 

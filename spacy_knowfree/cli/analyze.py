@@ -12,7 +12,7 @@ from spacy.tokens import DocBin
 from wasabi import msg
 
 from ..errors import Errors
-from ..synthesis import read_docbin
+from ..docbin_io import read_docbin
 from ._app import app
 
 analyze_app = typer.Typer(

@@ -1,21 +1,23 @@
 """``knowfree augment generate|paraphrase``: the peer augmenters, with the same
 output as ``knowfree synthesize`` (a DocBin of docs flagged synthetic)."""
 import time
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Callable, List, Optional
 
 import spacy
 import typer
+from spacy.cli._util import parse_config_overrides
+from spacy.language import Language
 from wasabi import msg
 
 from ..augment.common import finish_docs, read_template_override
 from ..augment.generation import EntityGenerationAugmenter, GenerationSettings
 from ..augment.paraphrase import ParaphraseAugmenter, ParaphraseSettings
-from ..synthesis import FilterSettings, build_knowledge, load_annotator, read_docbin
+from ..docbin_io import read_docbin
+from ..synthesis import FilterSettings, build_knowledge, load_annotator
 from ._app import app
-from spacy.cli._util import parse_config_overrides
-
 from ._llm_common import finish, knowledge_overrides, llm_run_errors, make_runner
 
 #: Let "--vars.endpoint URL"-style config overrides through, as in spacy train.
@@ -40,12 +42,52 @@ _CACHE_HELP = ("Response cache (JSONL) for models without one; default OUT.llm_c
                "Rerun with the same cache to resume.")
 
 
-def _post_process(docs, summary, spans_key, annotator_path, extension, knowledge_config, families, user_dict,
-                  set_ents, overrides):
-    annotator = load_annotator(annotator_path)[0] if annotator_path is not None else None
-    knowledge = build_knowledge(knowledge_config, families, user_dict, overrides) if extension else None
-    return finish_docs(docs, summary, spans_key=spans_key, annotator=annotator, knowledge=knowledge,
-                       set_ents=set_ents, progress=True)
+@dataclass
+class _LLMOptions:
+    """How the augmenter reaches its LLM (the options shared with knowfree synthesize)."""
+
+    config_path: Optional[Path]
+    cache_path: Optional[Path]
+    max_new_tokens: int
+    threads: Optional[int]
+    model_section: Optional[str]
+
+
+@dataclass
+class _PostOptions:
+    """What is added to the augmenter's docs: re-annotated targets, extension spans."""
+
+    annotator_path: Optional[Path]
+    extension: bool
+    knowledge_config: Optional[Path]
+    families: List[str]
+    user_dict: Optional[Path]
+    set_ents: bool
+
+
+def _run_augmenter(ctx: typer.Context, input_path: Path, output_path: Path, lang: str, spans_key: str,
+                   llm: _LLMOptions, post: _PostOptions, build: Callable[[Any, Language], Any],
+                   log_path: Optional[Path], summary_path: Optional[Path]) -> None:
+    """Read the input, run the augmenter ``build(runner, nlp)`` returns, add
+    targets/extension spans and write the DocBin, log and summary."""
+    start = time.time()
+    with llm_run_errors():
+        nlp = spacy.blank(lang)
+        docs = read_docbin(input_path, nlp.vocab)
+        overrides = parse_config_overrides(ctx.args)
+        runner, _ = make_runner(llm.config_path, output_path, llm.cache_path, llm.max_new_tokens, llm.threads,
+                                overrides, llm.model_section)
+        augmenter = build(runner, nlp)
+        out, summary = augmenter.run(docs, progress=True)
+        annotator = load_annotator(post.annotator_path)[0] if post.annotator_path is not None else None
+        knowledge = None
+        if post.extension:
+            knowledge = build_knowledge(post.knowledge_config, post.families, post.user_dict,
+                                        knowledge_overrides(post.knowledge_config, llm.config_path, overrides))
+        out = finish_docs(out, summary, spans_key=spans_key, annotator=annotator, knowledge=knowledge,
+                          set_ents=post.set_ents, progress=True)
+    finish(out, summary, output_path, records=augmenter.records, log_path=log_path, summary_path=summary_path)
+    msg.text(f"Done in {time.time() - start:.1f}s.")
 
 
 @augment_app.command("generate", context_settings=_EXTRA_ARGS)
@@ -84,28 +126,22 @@ def generate_cli(
     to N entities, let the LLM write a sentence marking them, relabel tokens
     that match the entity list, drop unparsable outputs; then ask for new
     entities of the same type and grow the entity list."""
-    start = time.time()
-    with llm_run_errors():
-        nlp = spacy.blank(lang)
-        docs = read_docbin(input_path, nlp.vocab)
-        overrides = parse_config_overrides(ctx.args)
-        runner, _ = make_runner(config_path, output_path, cache_path, max_new_tokens, threads, overrides,
-                                model_section)
+    def build(runner, nlp: Language) -> EntityGenerationAugmenter:
         settings = GenerationSettings(
             n_samples=n_samples, max_entities=max_entities, min_entities=min_entities, sampling=sampling.value,
             n_examples=n_examples, diversify=diversify, keep_diversified=keep_diversified, seed=seed,
             batch_size=batch_size,
         )
-        augmenter = EntityGenerationAugmenter(
+        return EntityGenerationAugmenter(
             runner, lang=lang, spans_key=spans_key, settings=settings, make_doc=nlp.make_doc, set_ents=set_ents,
             generation_template=read_template_override(generation_template, "generation", lang),
             diversification_template=read_template_override(diversification_template, "diversification", lang),
         )
-        out, summary = augmenter.run(docs, progress=True)
-        out = _post_process(out, summary, spans_key, annotator_path, extension, knowledge_config, families,
-                            user_dict, set_ents, knowledge_overrides(knowledge_config, config_path, overrides))
-    finish(out, summary, output_path, records=augmenter.records, log_path=log_path, summary_path=summary_path)
-    msg.text(f"Done in {time.time() - start:.1f}s.")
+
+    _run_augmenter(ctx, input_path, output_path, lang, spans_key,
+                   _LLMOptions(config_path, cache_path, max_new_tokens, threads, model_section),
+                   _PostOptions(annotator_path, extension, knowledge_config, families, user_dict, set_ents),
+                   build, log_path, summary_path)
 
 
 @augment_app.command("paraphrase", context_settings=_EXTRA_ARGS)
@@ -138,21 +174,15 @@ def paraphrase_cli(
     """Context paraphrasing that keeps the entities: rewrite the context
     around the entities, verify that every entity string survives, label it
     again and drop the paraphrases that lost one."""
-    start = time.time()
-    with llm_run_errors():
-        nlp = spacy.blank(lang)
-        docs = read_docbin(input_path, nlp.vocab)
-        overrides = parse_config_overrides(ctx.args)
-        runner, _ = make_runner(config_path, output_path, cache_path, max_new_tokens, threads, overrides,
-                                model_section)
+    def build(runner, nlp: Language) -> ParaphraseAugmenter:
         settings = ParaphraseSettings(n_variants=n_variants, include_empty=include_empty, batch_size=batch_size,
                                       limit=limit, filters=FilterSettings(lang=lang, min_lang_ratio=min_lang_ratio))
-        augmenter = ParaphraseAugmenter(
+        return ParaphraseAugmenter(
             runner, lang=lang, spans_key=spans_key, settings=settings, make_doc=nlp.make_doc, set_ents=set_ents,
             template=read_template_override(template, "paraphrase", lang),
         )
-        out, summary = augmenter.run(docs, progress=True)
-        out = _post_process(out, summary, spans_key, annotator_path, extension, knowledge_config, families,
-                            user_dict, set_ents, knowledge_overrides(knowledge_config, config_path, overrides))
-    finish(out, summary, output_path, records=augmenter.records, log_path=log_path, summary_path=summary_path)
-    msg.text(f"Done in {time.time() - start:.1f}s.")
+
+    _run_augmenter(ctx, input_path, output_path, lang, spans_key,
+                   _LLMOptions(config_path, cache_path, max_new_tokens, threads, model_section),
+                   _PostOptions(annotator_path, extension, knowledge_config, families, user_dict, set_ents),
+                   build, log_path, summary_path)

@@ -5,7 +5,6 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 import typer
-from spacy.tokens import Doc, DocBin
 from spacy.vocab import Vocab
 from tqdm import tqdm
 from wasabi import msg
@@ -14,6 +13,7 @@ from ..converters import (
     BENCHMARKS, DEFAULT_SPANS_KEY, EXTENSION_SPANS_KEY, ReadStats, read_benchmark, read_conll,
     read_conllu, read_jsonl, read_sighan, write_jsonl, write_labels_file,
 )
+from ..docbin_io import read_docbin, write_docbin
 from ..errors import Errors
 from ._app import app
 
@@ -109,7 +109,7 @@ def to_jsonl_cli(
     labels_out: Optional[Path] = typer.Option(None, "--labels-out", dir_okay=False, help="Also write a labels file (.json with is_target flags, or .txt)."),
 ) -> None:
     """Write a .spacy DocBin as KnowFREE JSONL (nested spans kept as entities)."""
-    docs = read_docbin(input_path)
+    docs = read_docbin(input_path, allow_empty=True)
     stats = ReadStats()
     for doc in docs:
         stats.add_doc(doc, spans_key, extension_key)
@@ -124,20 +124,6 @@ def to_jsonl_cli(
                           counts={**stats.spans, **stats.extension_spans})
         msg.info(f"Wrote labels to {labels_out}")
     print_summary(stats, f"Wrote {n} docs to {output_path}", spans_key, extension_key)
-
-
-def write_docbin(docs: List[Doc], path: Path) -> None:
-    """Save Docs as a DocBin (with user data), creating the parent folder."""
-    docbin = DocBin(store_user_data=True)
-    for doc in tqdm(docs, desc="Building DocBin", unit="doc", disable=len(docs) < 1000, leave=False):
-        docbin.add(doc)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    docbin.to_disk(path)
-
-
-def read_docbin(path: Path, vocab: Optional[Vocab] = None) -> List[Doc]:
-    """Load every Doc of a .spacy DocBin."""
-    return list(DocBin().from_disk(path).get_docs(vocab if vocab is not None else Vocab()))
 
 
 def print_summary(

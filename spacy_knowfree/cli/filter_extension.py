@@ -6,7 +6,7 @@ import typer
 from wasabi import msg
 
 from ._app import app
-from .convert import read_docbin, write_docbin
+from ..docbin_io import read_docbin, write_docbin
 
 EXTENSION_KEY = "knowfree_ext"
 
@@ -22,7 +22,7 @@ def filter_extension_cli(
     families (e.g. w/o entity: --drop-family ENT; w/o POS: --drop-family POS).
     Target spans, tokens and user data are kept."""
     prefixes = tuple(f"{family.strip().upper().rstrip(':')}:" for family in drop_family)
-    docs = read_docbin(input_path)
+    docs = read_docbin(input_path, allow_empty=True)
     kept = dropped = 0
     for doc in docs:
         if spans_key not in doc.spans:

@@ -10,7 +10,7 @@ from wasabi import msg
 from ..converters import DEFAULT_SPANS_KEY
 from ..sampling import kshot_indices, label_counts, nway_kshot_indices
 from ._app import app
-from .convert import read_docbin, write_docbin
+from ..docbin_io import read_docbin, write_docbin
 
 
 class Mode(str, Enum):
@@ -31,8 +31,8 @@ def sample_cli(
     """Draw reproducible low-resource subsets of a DocBin. In sentences mode
     the subsets are nested (250 ⊂ 500 ⊂ 1000); in nway mode every label gets
     at least K instances (Yang & Katiyar 2020 greedy sampling)."""
-    docs = read_docbin(input_path)
     try:
+        docs = read_docbin(input_path)
         if mode == Mode.sentences:
             subsets = {f"k{k}": idx for k, idx in kshot_indices(len(docs), ks, seed).items()}
         else:

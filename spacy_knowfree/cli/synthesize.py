@@ -6,9 +6,10 @@ from typing import List, Optional
 import typer
 from wasabi import msg
 
+from ..docbin_io import read_docbin
 from ..llm_tasks.explanation import EntityExplanationTask, ExtensionDescriptionTask, make_entity_explanation_task, make_extension_description_task
 from ..synthesis import (
-    FilterSettings, SynthesisSettings, Synthesizer, build_knowledge, load_annotator, read_docbin, resolve_task,
+    FilterSettings, SynthesisSettings, Synthesizer, build_knowledge, load_annotator, resolve_task,
 )
 from ._app import app
 from spacy.cli._util import parse_config_overrides

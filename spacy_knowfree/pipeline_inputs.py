@@ -1,0 +1,26 @@
+"""Docs ready for a ``knowfree`` component of a loaded pipeline: unannotated
+copies of gold docs, with the components before it (a shared tok2vec or
+transformer) already run. Used by the analysis and threshold tuning, which
+call the component's ``predict`` directly."""
+from typing import Iterable, List
+
+from spacy.language import Language
+from spacy.tokens import Doc
+
+from .component import KnowFREE
+
+
+def fresh_copies(nlp: Language, docs: Iterable[Doc]) -> List[Doc]:
+    """Unannotated docs with the same tokens, in the pipeline's vocab."""
+    return [Doc(nlp.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc])
+            for doc in docs]
+
+
+def run_upstream(nlp: Language, component: KnowFREE, docs: List[Doc], batch_size: int = 64) -> List[Doc]:
+    """Run the components before ``component`` (e.g. a shared tok2vec or transformer)."""
+    names = nlp.pipe_names
+    upstream = names[: names.index(component.name)]
+    if not upstream:
+        return docs
+    with nlp.select_pipes(enable=upstream):
+        return list(nlp.pipe(docs, batch_size=batch_size))
