@@ -94,6 +94,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--workdir", type=Path, default=ROOT / "benchmarks" / "runs")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "augmentation.md")
     parser.add_argument("--gpu-id", type=int, default=-1, help="GPU of the trainings (-1: CPU)")
+    parser.add_argument("--notes", type=Path, default=None,
+                        help="markdown file appended under the table (how the runs were made)")
     args = parser.parse_args(argv)
     configure_runs(args.gpu_id)
     augmenters = args.augmenter or list(AUGMENTERS)
@@ -136,12 +138,13 @@ def main(argv: Optional[List[str]] = None) -> None:
                          mean_sd([r["f"] for r in runs]),
                          f"{statistics.mean(r['train_seconds'] for r in runs):.0f}"))
         write_table(args.output, sys.argv if argv is None else ["benchmarks/augmentation.py", *argv],
-                    rows, args.workdir, args.k, seeds[0], args.dataset)
+                    rows, args.workdir, args.k, seeds[0], args.dataset,
+                    args.notes.read_text(encoding="utf8") if args.notes else "")
     print(args.output.read_text())
 
 
 def write_table(path: Path, argv: List[str], rows, workdir: Path, k: str, seed: int,
-                datasets: List[str]) -> None:
+                datasets: List[str], notes: str = "") -> None:
     lines = header(argv)
     lines[0] = "# Augmentation: fusion samples alone vs + each augmenter's synthetic docs"
     lines.append("| dataset | K | training data | synthetic docs | P | R | F1 | train s |")
@@ -154,6 +157,8 @@ def write_table(path: Path, argv: List[str], rows, workdir: Path, k: str, seed: 
             took = f", {seconds.read_text().strip()} s" if seconds.exists() else ""
             lines.append(f"- {dataset} {summary.name.split('.')[0]}{took}: "
                          f"`{json.dumps(json.loads(summary.read_text()), ensure_ascii=False)}`")
+    if notes:
+        lines += ["", notes.rstrip()]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf8")
 
