@@ -1,10 +1,9 @@
 """Choose the decoding threshold of a trained ``knowfree`` component on dev data.
 
 The component keeps a span when the probability of its best target label
-exceeds ``threshold`` (0.5 by default). Trained on a few hundred sentences the
-model is often under-confident: high precision, low recall. Sweeping the
-threshold on the dev split and keeping the one with the best span F1 trades
-the two. The logits are computed once; each threshold only re-runs the
+exceeds ``threshold`` (0.5 by default). Whether another threshold trades
+precision for recall better depends on the model and the data; sweeping it on
+the dev split and keeping the one with the best span F1 answers that. The logits are computed once; each threshold only re-runs the
 decoder (flat or nested, as the component is configured).
 """
 from dataclasses import asdict, dataclass

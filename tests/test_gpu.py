@@ -57,7 +57,7 @@ def test_nested_spans_and_long_docs_on_gpu(on_gpu):
     nlp = make_nlp(nested=True)
     examples = make_examples(nlp, NESTED)
     assert train(nlp, examples, max_steps=300) == 1.0
-    long_text = "".join(text for text, _ in NESTED) * 40  # many windows of the span grid
+    long_text = "".join(text for text, _ in NESTED) * 40  # 1,400 tokens: many row batches of the grid
     doc = nlp(long_text)
     assert all(isinstance(score, float) for score in doc.spans["sc"].attrs["scores"].tolist())
     assert {(s.start_char, s.end_char, s.label_) for s in doc.spans["sc"]} >= {(0, 4, "ORG"), (0, 2, "LOC")}

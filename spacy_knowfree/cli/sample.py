@@ -8,9 +8,9 @@ import typer
 from wasabi import msg
 
 from ..converters import DEFAULT_SPANS_KEY
+from ..docbin_io import read_docbin, write_docbin
 from ..sampling import kshot_indices, label_counts, nway_kshot_indices
 from ._app import app
-from ..docbin_io import read_docbin, write_docbin
 
 
 class Mode(str, Enum):

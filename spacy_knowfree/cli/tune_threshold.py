@@ -29,9 +29,8 @@ def tune_threshold_cli(
 ) -> None:
     """Sweep the span-probability threshold of a knowfree component on dev
     data (the logits are computed once) and report P/R/F at each threshold.
-    Low-resource models are often under-confident (high precision, low
-    recall); a lower threshold can raise F1. With --output, the pipeline is
-    saved with the best threshold in its component config."""
+    A lower threshold trades precision for recall. With --output, the
+    pipeline is saved with the best threshold in its component config."""
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
     try:
