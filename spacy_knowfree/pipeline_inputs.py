@@ -1,13 +1,22 @@
-"""Docs ready for a ``knowfree`` component of a loaded pipeline: unannotated
-copies of gold docs, with the components before it (a shared tok2vec or
-transformer) already run. Used by the analysis and threshold tuning, which
-call the component's ``predict`` directly."""
-from typing import Iterable, List
+"""The ``knowfree`` component of a loaded pipeline and docs ready for it:
+unannotated copies of gold docs, with the components before it (a shared
+tok2vec or transformer) already run. Used by the analysis and threshold
+tuning, which call the component's ``predict`` directly."""
+from typing import Any, Iterable, List, Optional
 
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from .component import KnowFREE
+from .component import KnowFREE, find_knowfree
+from .errors import Errors
+
+
+def require_knowfree(nlp: Language, name: Optional[str] = None, path: Any = "<pipeline>") -> KnowFREE:
+    """The knowfree component called ``name`` (default: the first); KF401 if absent."""
+    knowfree = find_knowfree(nlp, name)
+    if knowfree is None:
+        raise ValueError(Errors.KF401.format(path=path, name=name or "any", pipes=nlp.pipe_names))
+    return knowfree
 
 
 def fresh_copies(nlp: Language, docs: Iterable[Doc]) -> List[Doc]:

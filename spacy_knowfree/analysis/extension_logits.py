@@ -13,9 +13,8 @@ import numpy
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from ..component import KnowFREE, find_knowfree
-from ..pipeline_inputs import fresh_copies, run_upstream
 from ..errors import Errors
+from ..pipeline_inputs import fresh_copies, require_knowfree, run_upstream
 from .plotting import display_labels, font_context, new_figure, save_figure
 
 POSITIONS = ("predicted", "gold")
@@ -59,14 +58,6 @@ class ExtensionLogitTable:
         }
 
 
-def analysed_component(nlp: Language, name: Optional[str] = None, path: Any = "<pipeline>") -> KnowFREE:
-    """The knowfree component called ``name`` (default: the first); KF401 if absent."""
-    knowfree = find_knowfree(nlp, name)
-    if knowfree is None:
-        raise ValueError(Errors.KF401.format(path=path, name=name or "any", pipes=nlp.pipe_names))
-    return knowfree
-
-
 def extension_logit_table(
     nlp: Language,
     docs: Sequence[Doc],
@@ -87,7 +78,7 @@ def extension_logit_table(
     if positions not in POSITIONS:
         raise ValueError(Errors.KF402.format(arg="positions", value=positions,
                                              hint=f"Use one of {', '.join(POSITIONS)}."))
-    knowfree = analysed_component(nlp, component)
+    knowfree = require_knowfree(nlp, component)
     targets, extensions = list(knowfree.labels), list(knowfree.extension_labels)
     if not extensions:
         raise ValueError(Errors.KF403.format(name=knowfree.name))

@@ -7,8 +7,7 @@ from spacy import displacy
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from ..pipeline_inputs import fresh_copies
-from .extension_logits import analysed_component
+from ..pipeline_inputs import fresh_copies, require_knowfree
 
 #: Colours cycled over the labels (displaCy's default palette has none for
 #: dataset labels such as PER.NAM or ENT:人名).
@@ -40,7 +39,7 @@ def render_predictions(
         the pipeline predicts from the text.
     limit (Optional[int]): render only the first ``limit`` docs (None: all).
     """
-    knowfree = analysed_component(nlp, component)
+    knowfree = require_knowfree(nlp, component)
     docs = list(docs)[:limit] if limit is not None else list(docs)
     predicted = list(nlp.pipe(fresh_copies(nlp, docs)))
     key, ext_key = knowfree.key, knowfree.extension_key

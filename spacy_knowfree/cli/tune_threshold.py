@@ -8,9 +8,8 @@ import srsly
 import typer
 from wasabi import msg
 
-from ..component import find_knowfree
 from ..docbin_io import read_docbin
-from ..errors import Errors
+from ..pipeline_inputs import require_knowfree
 from ..threshold_tuning import sweep_thresholds, threshold_grid
 from ._app import app
 
@@ -36,10 +35,7 @@ def tune_threshold_cli(
     try:
         thresholds = threshold_grid(low, high, step)
         nlp = spacy.load(model_path)
-        component = find_knowfree(nlp, component_name)
-        if component is None:
-            raise ValueError(Errors.KF401.format(path=model_path, name=component_name or "any",
-                                                 pipes=nlp.pipe_names))
+        component = require_knowfree(nlp, component_name, model_path)
         docs = read_docbin(dev_path, nlp.vocab)
         sweep = sweep_thresholds(nlp, docs, component, thresholds)
     except (OSError, ValueError) as err:
