@@ -81,7 +81,7 @@ def sweep_thresholds(
     docs (Sequence[Doc]): gold docs with ``doc.spans[component.key]``.
     thresholds (Iterable[float]): probabilities in [0, 1); default
         :func:`threshold_grid`.
-    RETURNS (ThresholdSweep): the scores, best first by :attr:`ThresholdSweep.best`.
+    RETURNS (ThresholdSweep): the scores in threshold order; the best is :attr:`ThresholdSweep.best`.
     """
     tried = sorted(set(thresholds)) if thresholds is not None else threshold_grid()
     if not tried or tried[0] < 0.0 or tried[-1] >= 1.0:
