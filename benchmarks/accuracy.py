@@ -5,7 +5,13 @@ split, 250 ⊂ 500 ⊂ 1000, or ``full``) and each seed, trains every system wit
 ``spacy train`` on its config from ``configs/``, evaluates on the test split
 and writes a markdown table (mean ± sd over seeds) with the exact command,
 versions and machine at the top. ``knowfree+lexicon`` is knowfree trained on
-the fusion samples made by ``knowfree extend`` (offline jieba lexicon).
+the fusion samples made by ``knowfree extend`` (offline jieba lexicon). The
+ablation rows of the paper's table 2 are opt-in systems:
+``knowfree+lexicon-ent`` and ``knowfree+lexicon-pos`` train on the fusion
+samples without the entity (``ENT:``) or POS (``POS:``) extension spans
+(``knowfree filter-extension``); w/o extension is ``knowfree`` itself, and
+w/o synonym merging equals ``knowfree+lexicon`` (the lexicon's labels need no
+merging).
 
 Finished runs are kept under ``--workdir`` and skipped when the script is run
 again, so an interrupted benchmark resumes where it stopped. ``--jobs N`` runs N
@@ -21,6 +27,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,12 +45,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import cpu_name, versions  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+# system -> (config, training file variant: "" plain, "_fused" lexicon fusion,
+# "_fused_wo_FAMILY" fusion without one extension family)
 SYSTEMS = {
-    "knowfree": ("configs/knowfree_zh_cpu.cfg", "plain"),
-    "knowfree+lexicon": ("configs/knowfree_zh_cpu.cfg", "fused"),
-    "spancat": ("configs/spancat_zh_cpu.cfg", "plain"),
-    "ner": ("configs/ner_zh_cpu.cfg", "plain"),
+    "knowfree": ("configs/knowfree_zh_cpu.cfg", ""),
+    "knowfree+lexicon": ("configs/knowfree_zh_cpu.cfg", "_fused"),
+    "spancat": ("configs/spancat_zh_cpu.cfg", ""),
+    "ner": ("configs/ner_zh_cpu.cfg", ""),
+    "knowfree+lexicon-ent": ("configs/knowfree_zh_cpu.cfg", "_fused_wo_ent"),
+    "knowfree+lexicon-pos": ("configs/knowfree_zh_cpu.cfg", "_fused_wo_pos"),
 }
+DEFAULT_SYSTEMS = ["knowfree", "knowfree+lexicon", "spancat", "ner"]
+_ABLATION_LOCK = threading.Lock()
 
 
 def prepare_corpus(dataset: str, datasets_dir: Path, workdir: Path, ks: List[str],
@@ -90,12 +103,14 @@ def configure_runs(gpu_id: int = -1, threads: int = 0) -> None:
     RUN_SETTINGS.update(gpu_id=gpu_id, threads=threads)
 
 
-def run(cmd: List[str], log: Path) -> float:
+def run(cmd: List[str], log: Path, on_device: bool = True) -> float:
+    """Run ``cmd`` (output to ``log``); ``on_device``: add the runs' ``--gpu-id``.
+    RETURNS the wall seconds it took."""
     start = time.time()
     env = dict(os.environ)
     if RUN_SETTINGS["threads"]:
         env["OMP_NUM_THREADS"] = str(RUN_SETTINGS["threads"])
-    if RUN_SETTINGS["gpu_id"] >= 0:
+    if on_device and RUN_SETTINGS["gpu_id"] >= 0:
         cmd = [*cmd, "--gpu-id", str(RUN_SETTINGS["gpu_id"])]
     with log.open("w", encoding="utf8") as handle:
         result = subprocess.run(cmd, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, env=env)
@@ -108,9 +123,22 @@ def train_and_evaluate(system: str, corpus: Path, k: str, seed: int, out: Path,
                        max_steps: int, eval_frequency: int, patience: int) -> Dict:
     """One run; returns the metrics (cached in ``out/metrics.json``)."""
     config, variant = SYSTEMS[system]
-    train = corpus / (f"train_{k}_fused.spacy" if variant == "fused" else f"train_{k}.spacy")
+    train = corpus / f"train_{k}{variant}.spacy"
+    if variant.startswith("_fused_wo_"):
+        write_ablated(corpus / f"train_{k}_fused.spacy", train, variant[len("_fused_wo_"):])
     return train_on(config, train, corpus, seed, out, max_steps, eval_frequency, patience,
                     scores_prefix="ents" if system == "ner" else "spans_sc")
+
+
+def write_ablated(fused: Path, out: Path, family: str) -> None:
+    """Write ``fused`` without one extension family, once (``knowfree filter-extension``)."""
+    with _ABLATION_LOCK:
+        if out.exists():
+            return
+        partial = out.with_name(f"{out.stem}.{os.getpid()}.partial.spacy")
+        run([sys.executable, "-m", "spacy_knowfree", "filter-extension", str(fused), str(partial),
+             "--drop-family", family.upper()], out.with_suffix(".log"), on_device=False)
+        os.replace(partial, out)  # atomic: a process beside this one sees all or nothing
 
 
 def train_on(config: str, train: Path, corpus: Path, seed: int, out: Path, max_steps: int,
@@ -158,6 +186,11 @@ def device_name() -> str:
         return f"gpu {RUN_SETTINGS['gpu_id']}"
 
 
+def torch_threads(n: int) -> str:
+    """'1 torch thread' or 'N torch threads'."""
+    return "1 torch thread" if n == 1 else f"{n} torch threads"
+
+
 def header(argv: List[str], report_only: bool = False) -> List[str]:
     cpu = cpu_name()
     return [
@@ -169,7 +202,8 @@ def header(argv: List[str], report_only: bool = False) -> List[str]:
         (f"- machine: read from finished runs (see 'trained on'); table written on {cpu}"
          if report_only else
          f"- machine: {cpu} ({os.cpu_count()} cores), {platform.system()}; runs on "
-         f"{device_name()}, {RUN_SETTINGS['threads'] or torch.get_num_threads()} torch threads each"),
+         f"{device_name()}, {torch_threads(RUN_SETTINGS['threads'] or torch.get_num_threads())} "
+         "each"),
         "- all systems: character tokens, the same CNN tok2vec (configs/*_zh_cpu.cfg), the same "
         "K-shot subsets (seeded, 250 ⊂ 500 ⊂ 1000) and dev/test splits; test P/R/F1 in %, "
         "mean ± sd over seeds. MSR/PKU: training pool and dev/test cut from the gold test "
@@ -183,7 +217,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--dataset", action="append", required=True,
                         help="weibo, resume, msr, pku, ud_zh (repeatable)")
     parser.add_argument("--k", action="append", default=None, help="250, 500, 1000 or full")
-    parser.add_argument("--system", action="append", default=None, choices=list(SYSTEMS))
+    parser.add_argument("--system", action="append", default=None, choices=list(SYSTEMS),
+                        help=f"default: {', '.join(DEFAULT_SYSTEMS)}; the ablations "
+                             "knowfree+lexicon-ent/-pos on request")
     parser.add_argument("--seed", action="append", type=int, default=None)
     parser.add_argument("--max-steps", type=int, default=2000)
     parser.add_argument("--eval-frequency", type=int, default=200)
@@ -205,7 +241,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parser.parse_args(argv)
     configure_runs(args.gpu_id, args.threads)
     ks = args.k or ["250", "1000"]
-    systems = args.system or list(SYSTEMS)
+    systems = args.system or DEFAULT_SYSTEMS
     seeds = args.seed or [0]
     cells: List[Tuple[str, str, str, List[Path]]] = []
     jobs = []
