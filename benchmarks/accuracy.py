@@ -14,8 +14,12 @@ w/o synonym merging equals ``knowfree+lexicon`` (the lexicon's labels need no
 merging).
 
 Finished runs are kept under ``--workdir`` and skipped when the script is run
-again, so an interrupted benchmark resumes where it stopped. ``--jobs N`` runs N
-trainings at once (each with ``--threads`` torch threads); ``--gpu-id 0`` trains
+again, so an interrupted benchmark resumes where it stopped. Each finished run
+is also recorded as one JSON line in ``--runs-log`` (committed, beside the
+table), so the table can be rebuilt and extended on a machine that does not
+have the run directories; a table row with no recorded run (the runs of
+2026-11-22, before this log existed) is kept from the table being replaced.
+``--jobs N`` runs N trainings at once (each with ``--threads`` torch threads); ``--gpu-id 0`` trains
 and evaluates on that GPU (keep GPU runs in their own ``--workdir``).
 
     python benchmarks/accuracy.py --dataset weibo --dataset resume --k 250 --k 1000 --k full
@@ -30,8 +34,14 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 import spacy
 import torch
@@ -57,6 +67,8 @@ SYSTEMS = {
 }
 DEFAULT_SYSTEMS = ["knowfree", "knowfree+lexicon", "spancat", "ner"]
 _ABLATION_LOCK = threading.Lock()
+_RUNS_LOG_LOCK = threading.Lock()
+RunKey = Tuple[str, str, str, int]  # dataset, K, system, seed
 
 
 def prepare_corpus(dataset: str, datasets_dir: Path, workdir: Path, ks: List[str],
@@ -165,9 +177,75 @@ def train_on(config: str, train: Path, corpus: Path, seed: int, out: Path, max_s
         "f": scores[f"{scores_prefix}_f"],
         "train_seconds": train_seconds,
         "device": device_name(),
+        "max_steps": max_steps, "eval_frequency": eval_frequency, "patience": patience,
+        "finished": time.strftime("%Y-%m-%d %H:%M"),
     }
     metrics_path.write_text(json.dumps(metrics, indent=2))
     return metrics
+
+
+def read_runs_log(path: Path) -> Dict[RunKey, Dict]:
+    """The recorded runs: (dataset, K, system, seed) -> metrics (later lines win)."""
+    runs: Dict[RunKey, Dict] = {}
+    if path.exists():
+        for number, line in enumerate(path.read_text(encoding="utf8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                key = (record["dataset"], str(record["k"]), record["system"], int(record["seed"]))
+            except (ValueError, KeyError, TypeError) as err:
+                sys.exit(f"{path}, line {number}: not a run record ({err}); fix or delete the line")
+            runs[key] = record
+    return runs
+
+
+@contextmanager
+def runs_log_lock(path: Path) -> Iterator[None]:
+    """Hold the runs log against this process's threads and other processes
+    (several benchmark commands may share one log)."""
+    with _RUNS_LOG_LOCK:
+        if fcntl is None:  # Windows: one process at a time
+            yield
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with (path.parent / f".{path.name}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def record_runs(path: Path, finished: Iterable[Tuple[RunKey, Dict]]) -> None:
+    """Add or replace the records of ``finished`` runs in the runs log (rewritten atomically)."""
+    with runs_log_lock(path):
+        runs = read_runs_log(path)
+        for (dataset, k, system, seed), metrics in finished:
+            runs[(dataset, k, system, seed)] = {
+                "dataset": dataset, "k": k, "system": system, "seed": seed, **metrics}
+        ordered = sorted(runs.items(), key=lambda item: run_order(item[0]))
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        partial.write_text("".join(json.dumps(record, ensure_ascii=False) + "\n"
+                                   for _, record in ordered), encoding="utf8")
+        os.replace(partial, path)
+
+
+def run_order(key: RunKey) -> Tuple:
+    """Sort runs by dataset, K (numeric, then full), system and seed."""
+    dataset, k, system, seed = key
+    return (dataset, (0, int(k)) if k.isdigit() else (1, 0), system, seed)
+
+
+def read_table_rows(path: Path) -> Dict[Tuple[str, str, str], Tuple[str, ...]]:
+    """Rows of a table this script wrote: (dataset, K, system) -> the row's cells."""
+    rows = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf8").splitlines():
+            cells = tuple(cell.strip() for cell in line.strip().strip("|").split("|"))
+            if line.startswith("| ") and len(cells) == 9 and cells[0] not in ("dataset", "---"):
+                rows[cells[:3]] = cells
+    return rows
 
 
 def mean_sd(values: List[float]) -> str:
@@ -236,6 +314,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads of each training (0: torch's default)")
     parser.add_argument("--gpu-id", type=int, default=-1, help="GPU of the runs (-1: CPU)")
+    parser.add_argument("--runs-log", type=Path,
+                        default=ROOT / "benchmarks" / "results" / "accuracy_runs.jsonl",
+                        help="one JSON line per finished run; the table is built from it and "
+                             "from --workdir")
     parser.add_argument("--notes", type=Path, default=None,
                         help="markdown file appended under the table (how the runs were made)")
     args = parser.parse_args(argv)
@@ -246,7 +328,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     cells: List[Tuple[str, str, str, List[Path]]] = []
     jobs = []
     for dataset in args.dataset:
-        corpus = prepare_corpus(dataset, args.datasets_dir, args.workdir, ks, sample_seed=0)
+        corpus = (args.workdir / "corpus" / dataset if args.report_only else
+                  prepare_corpus(dataset, args.datasets_dir, args.workdir, ks, sample_seed=0))
         for k in ks:
             for system in systems:
                 outs = [args.workdir / dataset / f"k{k}" / system.replace("+", "_") / f"seed{seed}"
@@ -266,16 +349,26 @@ def main(argv: Optional[List[str]] = None) -> None:
         except RuntimeError as err:  # one failed run does not stop the others
             print(f"{name} FAILED: {err}", flush=True)
             return f"{name} {err}"
+        record_runs(args.runs_log, [((corpus.name, k, system, seed), metrics)])
         print(f"{name} F1 {100 * metrics['f']:.2f}", flush=True)
         return None
 
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         failures = [failure for failure in pool.map(one, jobs) if failure]
+    # finished runs in --workdir that the log lacks (e.g. trained before it existed)
+    record_runs(args.runs_log, [
+        ((dataset, k, system, seed), json.loads((out / "metrics.json").read_text()))
+        for dataset, k, system, outs in cells for seed, out in zip(seeds, outs)
+        if (out / "metrics.json").exists()])
+    recorded = read_runs_log(args.runs_log)
+    previous = read_table_rows(args.output)
     rows = []
     for dataset, k, system, outs in cells:
-        results = [json.loads((out / "metrics.json").read_text())
-                   for out in outs if (out / "metrics.json").exists()]
-        if results:
+        results = [recorded[(dataset, k, system, seed)] for seed in seeds
+                   if (dataset, k, system, seed) in recorded]
+        if not results and (dataset, k, system) in previous:
+            rows.append(previous[(dataset, k, system)])  # runs made before the log existed
+        elif results:
             devices = sorted({r.get("device", "cpu") for r in results})
             rows.append((dataset, k, system, str(len(results)), mean_sd([r["p"] for r in results]),
                          mean_sd([r["r"] for r in results]), mean_sd([r["f"] for r in results]),
