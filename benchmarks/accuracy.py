@@ -19,8 +19,9 @@ is also recorded as one JSON line in ``--runs-log`` (committed, beside the
 table), so the table can be rebuilt and extended on a machine that does not
 have the run directories; a table row with no recorded run (the runs of
 2026-11-22, before this log existed) is kept from the table being replaced.
-``--jobs N`` runs N trainings at once (each with ``--threads`` torch threads); ``--gpu-id 0`` trains
-and evaluates on that GPU (keep GPU runs in their own ``--workdir``).
+``--jobs N`` runs N trainings at once (each with ``--threads`` torch threads);
+``--gpu-id 0`` trains and evaluates on that GPU (keep GPU runs in their own
+``--workdir``).
 
     python benchmarks/accuracy.py --dataset weibo --dataset resume --k 250 --k 1000 --k full
 """
@@ -356,11 +357,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         failures = [failure for failure in pool.map(one, jobs) if failure]
     # finished runs in --workdir that the log lacks (e.g. trained before it existed)
-    record_runs(args.runs_log, [
-        ((dataset, k, system, seed), json.loads((out / "metrics.json").read_text()))
-        for dataset, k, system, outs in cells for seed, out in zip(seeds, outs)
-        if (out / "metrics.json").exists()])
     recorded = read_runs_log(args.runs_log)
+    unrecorded = [((dataset, k, system, seed), json.loads((out / "metrics.json").read_text()))
+                  for dataset, k, system, outs in cells for seed, out in zip(seeds, outs)
+                  if (dataset, k, system, seed) not in recorded
+                  and (out / "metrics.json").exists()]
+    if unrecorded:
+        record_runs(args.runs_log, unrecorded)
+        recorded = read_runs_log(args.runs_log)
     previous = read_table_rows(args.output)
     rows = []
     for dataset, k, system, outs in cells:
