@@ -19,6 +19,9 @@ is also recorded as one JSON line in ``--runs-log`` (committed, beside the
 table), so the table can be rebuilt and extended on a machine that does not
 have the run directories; a table row with no recorded run (the runs of
 2026-11-22, before this log existed) is kept from the table being replaced.
+A run the log already holds with the same ``--max-steps``, ``--eval-frequency``
+and ``--patience`` is not trained again (``--rerun`` trains it anyway), so the
+whole grid can be asked for and only the missing runs are trained.
 ``--jobs N`` runs N trainings at once (each with ``--threads`` torch threads);
 ``--gpu-id 0`` trains and evaluates on that GPU (keep GPU runs in their own
 ``--workdir``).
@@ -232,6 +235,13 @@ def record_runs(path: Path, finished: Iterable[Tuple[RunKey, Dict]]) -> None:
         os.replace(partial, path)
 
 
+def is_recorded(record: Optional[Dict], settings: Dict[str, int]) -> bool:
+    """Whether a logged run counts as done for a benchmark with these ``settings``
+    (max_steps, eval_frequency, patience; a record without a setting matches it)."""
+    return record is not None and all(record.get(name, value) == value
+                                      for name, value in settings.items())
+
+
 def run_order(key: RunKey) -> Tuple:
     """Sort runs by dataset, K (numeric, then full), system and seed."""
     dataset, k, system, seed = key
@@ -311,6 +321,9 @@ def main(argv: Optional[List[str]] = None) -> None:
                         default=ROOT / "benchmarks" / "results" / "accuracy.md")
     parser.add_argument("--report-only", action="store_true",
                         help="Train nothing: write the table from the finished runs only")
+    parser.add_argument("--rerun", action="store_true",
+                        help="train runs the runs log already holds (by default they are "
+                             "skipped; a run directory in --workdir is still reused)")
     parser.add_argument("--jobs", type=int, default=1, help="trainings run at once")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads of each training (0: torch's default)")
@@ -328,6 +341,10 @@ def main(argv: Optional[List[str]] = None) -> None:
     seeds = args.seed or [0]
     cells: List[Tuple[str, str, str, List[Path]]] = []
     jobs = []
+    logged = read_runs_log(args.runs_log)
+    settings = {"max_steps": args.max_steps, "eval_frequency": args.eval_frequency,
+                "patience": args.patience}
+    skipped = 0
     for dataset in args.dataset:
         corpus = (args.workdir / "corpus" / dataset if args.report_only else
                   prepare_corpus(dataset, args.datasets_dir, args.workdir, ks, sample_seed=0))
@@ -336,8 +353,17 @@ def main(argv: Optional[List[str]] = None) -> None:
                 outs = [args.workdir / dataset / f"k{k}" / system.replace("+", "_") / f"seed{seed}"
                         for seed in seeds]
                 cells.append((dataset, k, system, outs))
-                if not args.report_only:
-                    jobs += [(system, corpus, k, seed, out) for seed, out in zip(seeds, outs)]
+                if args.report_only:
+                    continue
+                for seed, out in zip(seeds, outs):
+                    if not args.rerun and is_recorded(logged.get((dataset, k, system, seed)),
+                                                      settings):
+                        skipped += 1
+                    else:
+                        jobs.append((system, corpus, k, seed, out))
+    if skipped:
+        print(f"{skipped} run(s) already in {args.runs_log} with these settings are not "
+              "trained again (--rerun to train them)", flush=True)
 
     def one(job) -> Optional[str]:
         """Train and evaluate one run; RETURNS why it failed, or None."""
