@@ -346,8 +346,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                 "patience": args.patience}
     skipped = 0
     for dataset in args.dataset:
-        corpus = (args.workdir / "corpus" / dataset if args.report_only else
-                  prepare_corpus(dataset, args.datasets_dir, args.workdir, ks, sample_seed=0))
+        corpus = args.workdir / "corpus" / dataset  # written by prepare_corpus below
         for k in ks:
             for system in systems:
                 outs = [args.workdir / dataset / f"k{k}" / system.replace("+", "_") / f"seed{seed}"
@@ -364,6 +363,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     if skipped:
         print(f"{skipped} run(s) already in {args.runs_log} with these settings are not "
               "trained again (--rerun to train them)", flush=True)
+    for dataset in args.dataset:  # corpora only for the runs that will train
+        to_train = {k for _, corpus, k, _, _ in jobs if corpus.name == dataset}
+        if to_train:
+            prepare_corpus(dataset, args.datasets_dir, args.workdir,
+                           [k for k in ks if k in to_train], sample_seed=0)
 
     def one(job) -> Optional[str]:
         """Train and evaluate one run; RETURNS why it failed, or None."""
