@@ -78,9 +78,13 @@ def test_extension_logits_are_averaged_at_the_predicted_spans(trained):
     numpy.testing.assert_allclose(shifted.mean_logits[row], table.mean_logits[row] + 5.0, atol=1e-4)
     others = [i for i in range(len(table.extension_labels)) if i != row]
     numpy.testing.assert_allclose(shifted.mean_logits[others], table.mean_logits[others], atol=1e-4)
-    # The person spans are where the model learned ENT:人名: its mean logit is highest there.
-    person = table.target_labels.index("PER")
-    assert table.mean_logits[row, person] == numpy.nanmax(table.mean_logits[row])
+    # In the documents that carry extension spans, the person spans are where the model was
+    # taught ENT:人名 (the other documents leave the extension columns out of the loss, so
+    # what the model says there is not learned and varies between runs): its mean logit is
+    # highest at PER.
+    taught = extension_logit_table(nlp, [doc for doc in gold if doc.text in EXTENSION])
+    person = taught.target_labels.index("PER")
+    assert taught.mean_logits[row, person] == numpy.nanmax(taught.mean_logits[row])
 
 
 def test_gold_positions_count_gold_spans_and_report_unknown_labels(trained):
