@@ -3,7 +3,8 @@
 Code ranges: KF0xx component and model, KF1xx data converters and sampling,
 KF2xx LLM tasks, backends and knowledge sources, KF3xx synthesis and workflow,
 KF4xx analysis (``knowfree analyze``), KF5xx decoding-threshold tuning
-(``knowfree tune-threshold``).
+(``knowfree tune-threshold``), KF6xx the command line itself (missing
+extras, unexpected errors).
 """
 from spacy.errors import ErrorsWithCodes
 
@@ -65,6 +66,12 @@ class Warnings(metaclass=ErrorsWithCodes):
         "are sent whole, never truncated; give the model a context_length so "
         "that spacy-llm shards long documents."
     )
+    KW204 = (
+        "{backend}: {count} prompt(s) got no usable reply and were recorded "
+        "as dropped ({reasons}); the run goes on without them. Rerun with "
+        "--retry-failed (knowfree extend) or KNOWFREE_RETRY_FAILED=1 (any "
+        "command) to ask them again."
+    )
 
     # KW40x: analysis (spacy_knowfree.analysis)
     KW400 = (
@@ -121,6 +128,22 @@ class Errors(metaclass=ErrorsWithCodes):
         "Invalid architecture argument '{arg}'={value!r} for "
         "spacy-knowfree.KnowFREE.v1: {hint}"
     )
+    KF010 = (
+        "Cannot load the torch weights of the knowfree model ({error}). Only "
+        "a state dict of tensors is accepted (torch.load with "
+        "weights_only=True); the file may be damaged, or crafted to run code "
+        "when unpickled. Load pipelines only from sources you trust, and "
+        "re-train or re-save the pipeline with this version of spacy-knowfree."
+    )
+    KF011 = (
+        "Cannot read the metrics file {path} ({error}). Expected a JSON "
+        "object written by 'spacy evaluate --output'."
+    )
+    KF012 = (
+        "Cannot load the pipeline {path} ({error}). Give the directory of a "
+        "saved spaCy pipeline (e.g. training/model-best), with the packages "
+        "its components need installed."
+    )
 
     # KF25x-KF27x: offline lexicon (knowfree_lexicon) and synonymous label merging
     KF250 = (
@@ -141,8 +164,9 @@ class Errors(metaclass=ErrorsWithCodes):
         "'{name}': the value must be a Universal POS tag, one of {allowed}."
     )
     KF254 = (
-        "Component '{name}' (knowfree_lexicon) needs jieba. Install it with: "
-        "pip install jieba  (or pip install 'spacy-knowfree[llm]')."
+        "Component '{name}' (knowfree_lexicon) needs jieba, a dependency of "
+        "spacy-knowfree that is missing here. Install it with: "
+        "pip install \"spacy-knowfree[lexicon]\" (or pip install jieba)."
     )
     KF260 = "Invalid value for '{arg}' in label merging: {value!r}. {hint}"
     KF261 = (
@@ -205,8 +229,7 @@ class Errors(metaclass=ErrorsWithCodes):
     )
     KF101 = (
         "{path}:{line}: expected {expected} column(s) separated by {sep}, found "
-        "{found}: {text!r}. Every token line must have as many columns as the "
-        "first one; check the column separator (--sep) or fix this line."
+        "{found}: {text!r}. {hint}"
     )
     KF102 = (
         "{path}:{line}: token {token!r} is not a character followed by its word "
@@ -301,6 +324,15 @@ class Errors(metaclass=ErrorsWithCodes):
         "columns. Pick the token and tag columns (--token-column, --tag-column) "
         "among 0..{n}-1 or negative indices from the end."
     )
+    KF124 = (
+        "Cannot read {path} as a .spacy DocBin ({error}). The file is empty, "
+        "damaged or in another format: give a DocBin written by knowfree "
+        "convert (or DocBin.to_disk), or convert the data first."
+    )
+    KF125 = (
+        "No documents in {path} (read as {format}): the file is empty or "
+        "holds only blank lines and comments. Check the path and --format."
+    )
 
     # KF20x: LLM tasks and backends (spacy_knowfree.llm_tasks)
     KF200 = (
@@ -339,6 +371,35 @@ class Errors(metaclass=ErrorsWithCodes):
     KF207 = (
         "Response cache path '{path}' is a directory; give a file path such "
         "as cache/llm_responses.jsonl."
+    )
+    KF208 = (
+        "'{path}' is not a response cache ({problem}), so it is left "
+        "untouched and nothing was sent. Point the cache at its own file, "
+        "e.g. --paths.cache cache/llm_replies.jsonl."
+    )
+    KF209 = (
+        "{backend}: api_key_env must be the NAME of an environment variable "
+        "holding the API key (e.g. OPENAI_API_KEY), but the value given "
+        "({length} characters, not shown) looks like a key itself. Export the "
+        "key (export OPENAI_API_KEY=...) and pass --vars.api_key_env "
+        "OPENAI_API_KEY; replace the key if it was saved in a config file or "
+        "shell history."
+    )
+    KF210 = (
+        "The response cache {path} is in use by another process (pid {pid}; "
+        "lock file {lock}). Two runs on one cache would each pay for every "
+        "prompt. Wait for the other run to finish (or stop it) and rerun, or "
+        "give this run its own cache with --paths.cache OTHER.jsonl."
+    )
+    KF211 = (
+        "Unknown config override(s) {unknown}: [{section}] of {path} has no "
+        "such setting, so the value would be ignored. Known names: {known}."
+    )
+    KF212 = (
+        "{backend}: {endpoint} refused the first {count} prompts and answered "
+        "none ({reason}: {message}). This looks like a problem with every "
+        "request (model name, extra_params, endpoint), not with single "
+        "prompts; fix it and rerun with --retry-failed."
     )
 
     # KF30x: synthesis and peer augmenters (spacy_knowfree.synthesis, .augment)
@@ -409,3 +470,15 @@ class Errors(metaclass=ErrorsWithCodes):
         "Invalid thresholds (low={low}, high={high}, step={step}): give "
         "probabilities with 0 <= low <= high < 1 and a positive step."
     )
+
+    # KF60x: the knowfree command line
+    KF600 = (
+        "knowfree {command} needs the '{extra}' extra ({module} is not "
+        "installed). Install it with: pip install \"spacy-knowfree[{extra}]\""
+    )
+    KF601 = (
+        "knowfree {command} failed: {error}. Rerun with --verbose (or "
+        "KNOWFREE_VERBOSE=1) to see the traceback."
+    )
+    KF602 = "knowfree {command} was interrupted."
+

@@ -337,7 +337,7 @@ class LabelMap:
     def from_json(cls, path_or_text: Union[str, Path]) -> "LabelMap":
         """Load from a file path or a JSON string."""
         if isinstance(path_or_text, Path) or not str(path_or_text).lstrip().startswith("{"):
-            text = Path(path_or_text).read_text(encoding="utf8")
+            text = Path(path_or_text).read_text(encoding="utf-8-sig")
         else:
             text = str(path_or_text)
         try:

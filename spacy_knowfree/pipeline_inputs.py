@@ -4,11 +4,24 @@ tok2vec or transformer) already run. Used by the analysis and threshold
 tuning, which call the component's ``predict`` directly."""
 from typing import Any, Iterable, List, Optional
 
+import spacy
 from spacy.language import Language
 from spacy.tokens import Doc
 
 from .component import KnowFREE, find_knowfree
 from .errors import Errors
+
+
+def load_pipeline(path: Any) -> Language:
+    """``spacy.load(path)``; a pipeline that cannot be loaded raises KF012
+    (errors that already carry a KF code, e.g. KF010, are raised as they are)."""
+    try:
+        return spacy.load(path)
+    except Exception as err:
+        if str(err).startswith("[KF"):
+            raise
+        text = f"{type(err).__name__}: {str(err).strip()}"
+        raise ValueError(Errors.KF012.format(path=path, error=text[:300])) from None
 
 
 def require_knowfree(nlp: Language, name: Optional[str] = None, path: Any = "<pipeline>") -> KnowFREE:

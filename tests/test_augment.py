@@ -294,14 +294,15 @@ def test_several_variants_per_sentence():
 
 @pytest.fixture
 def chat_server():
-    """Paraphrases by sentence; HTTP 400 for the prompt holding ``server.refuse``."""
+    """Paraphrases by sentence; HTTP 503 for the prompt holding ``server.refuse``
+    (a 400 would be recorded as a dropped prompt and the run would go on)."""
     server = ChatServer()
     server.refuse = None
 
     def behaviour(request, n):
         prompt = request["messages"][-1]["content"]
         if server.refuse and server.refuse in prompt:
-            return 400, {}, {"error": {"message": "refused"}}, 0.0
+            return 503, {}, {"error": {"message": "refused"}}, 0.0
         return 200, {}, reply_body(PARAPHRASES[prompt.split("句子：")[-1].split("\n")[0]]), 0.0
 
     server.behaviour = behaviour

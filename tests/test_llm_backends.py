@@ -165,10 +165,17 @@ def test_500_forever_clear_error_and_finished_replies_kept(server, tmp_path):
 
 
 def test_client_error_is_not_retried(server):
-    server.behaviour = lambda req, n: (400, {}, {"error": "bad model"}, 0.0)
-    with pytest.raises(BackendRequestError, match="HTTP 400"):
-        make_model(server)([["q"]])
+    server.behaviour = lambda req, n: (400, {}, {"error": "bad prompt"}, 0.0)
+    model = make_model(server)
+    with pytest.warns(UserWarning, match="KW204"):
+        assert [list(r) for r in model([["q"]])] == [[""]]  # dropped, the run goes on
     assert len(server.requests) == 1
+    assert model.dropped == [{"doc": 0, "reason": "http_400", "message": "HTTP 400 Bad Request: bad prompt",
+                              "cached": False}]
+    server.behaviour = lambda req, n: (404, {}, {"error": {"message": "no model x"}}, 0.0)
+    with pytest.raises(BackendRequestError, match="HTTP 404 Not Found: no model x"):
+        make_model(server)([["q2"]])
+    assert len(server.requests) == 2
 
 
 def test_connection_refused_is_retried_then_reported(tmp_path):

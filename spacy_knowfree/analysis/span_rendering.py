@@ -1,7 +1,7 @@
 """displaCy rendering of a pipeline's spans next to the gold and extension spans."""
 import html
 import warnings
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from spacy import displacy
 from spacy.language import Language
@@ -19,6 +19,17 @@ PALETTE = (
 
 def label_colors(labels: Iterable[str]) -> Dict[str, str]:
     return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(dict.fromkeys(labels))}
+
+
+def escaped_spans(doc: Doc, key: str) -> Dict[str, Any]:
+    """displaCy's manual span input for ``doc.spans[key]`` with the labels and
+    the title HTML-escaped (displaCy escapes the tokens, not the labels)."""
+    data = displacy.parse_spans(doc, {"spans_key": key})
+    for span in data["spans"]:
+        span["label"] = html.escape(str(span["label"]))
+    if data.get("title"):
+        data["title"] = html.escape(str(data["title"]))
+    return data
 
 
 def render_predictions(
@@ -48,7 +59,7 @@ def render_predictions(
         labels += [s.label_ for s in doc.spans.get(key, [])]
         if extensions:
             labels += [s.label_ for s in doc.spans.get(ext_key, [])]
-    options = {"colors": label_colors(labels)}
+    options = {"colors": {html.escape(label): color for label, color in label_colors(labels).items()}}
     sections = []
     correct = n_gold = n_pred = 0
     for i, (source, doc) in enumerate(zip(docs, predicted)):
@@ -67,9 +78,9 @@ def render_predictions(
         for name, row_doc, row_key in rows:
             with warnings.catch_warnings():  # W117: a row without spans is fine here
                 warnings.filterwarnings("ignore", message=r"\[W117\]")
-                body = displacy.render(row_doc, style="span", page=False, jupyter=False,
-                                       options={**options, "spans_key": row_key})
-            parts.append(f'<div class="row"><div class="name">{name}</div>{body}</div>')
+                body = displacy.render(escaped_spans(row_doc, row_key), style="span", manual=True,
+                                       page=False, jupyter=False, options=options)
+            parts.append(f'<div class="row"><div class="name">{html.escape(name)}</div>{body}</div>')
         sections.append("<section>" + "".join(parts) + "</section>")
     total = f"{len(docs)} docs"
     if gold and n_gold:

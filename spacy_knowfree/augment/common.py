@@ -27,7 +27,7 @@ _QUOTE_PAIRS = {'"': '"', "“": "”", "「": "」", "'": "'", "‘": "’"}
 def read_template_override(path: Optional[Union[str, Path]], name: str, lang: str) -> str:
     """The template in file ``path``, else the built-in ``name`` template in ``lang``."""
     if path:
-        return Path(path).read_text(encoding="utf8")
+        return Path(path).read_text(encoding="utf-8-sig")
     return read_template(name, lang)
 
 

@@ -11,6 +11,8 @@ from spacy.tokens import Doc
 from thinc.api import Config
 from wasabi import msg
 
+from ..llm_tasks.endpoint import redact
+from ..llm_tasks.model_config import check_overrides
 from ..llm_tasks.openai_compatible import BackendRequestError
 from ..docbin_io import write_docbin
 from ..synthesis import (
@@ -31,8 +33,8 @@ def llm_run_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         msg.warn("Interrupted. " + RESUME_HINT)
         raise typer.Exit(code=130)
-    except ValueError as err:
-        msg.fail(str(err), exits=1)
+    except ValueError as err:  # config errors may echo the endpoint: no credentials
+        msg.fail(redact(err), exits=1)
 
 
 def default_cache_path(output_path: Path) -> Path:
@@ -48,6 +50,8 @@ def make_runner(
     """The LLM runner and the parsed LLM config (None for the default backend)."""
     if overrides and config_path is None:
         raise ValueError(f"Config overrides {sorted(overrides)} need an LLM config (-c).")
+    if config_path is not None:
+        check_overrides(config_path, overrides)  # a mistyped --vars.x must not be ignored (KF211)
     config = read_llm_config(config_path, overrides) if config_path is not None else None
     if config is not None:
         find_llm_model_block(config, model_section, config_path)  # fail early, with the path

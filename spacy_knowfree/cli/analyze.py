@@ -13,6 +13,7 @@ from wasabi import msg
 
 from ..errors import Errors
 from ..docbin_io import read_docbin
+from ..pipeline_inputs import load_pipeline
 from ._app import app
 
 analyze_app = typer.Typer(
@@ -30,9 +31,9 @@ class Positions(str, Enum):
 
 def _load_pipeline(path: Path):
     try:
-        return spacy.load(path)
-    except OSError as err:
-        msg.fail(f"Cannot load the pipeline {path}: {err}", exits=1)
+        return load_pipeline(path)
+    except ValueError as err:
+        msg.fail(str(err), exits=1)
 
 
 def _read_docs(path: Path, vocab) -> list:

@@ -67,6 +67,8 @@ def convert_cli(
             docs = read_conllu(input_path, vocab, tag_field=tag_field, space_after=space_after, **common)
     except ValueError as err:
         msg.fail(str(err), exits=1)
+    if not docs:
+        msg.fail(Errors.KF125.format(path=input_path, format=fmt.value), exits=1)
     write_docbin(docs, output_path)
     print_summary(stats, f"Wrote {len(docs)} docs to {output_path}", spans_key, extension_key)
 
@@ -109,7 +111,10 @@ def to_jsonl_cli(
     labels_out: Optional[Path] = typer.Option(None, "--labels-out", dir_okay=False, help="Also write a labels file (.json with is_target flags, or .txt)."),
 ) -> None:
     """Write a .spacy DocBin as KnowFREE JSONL (nested spans kept as entities)."""
-    docs = read_docbin(input_path, allow_empty=True)
+    try:
+        docs = read_docbin(input_path, allow_empty=True)
+    except ValueError as err:
+        msg.fail(str(err), exits=1)
     stats = ReadStats()
     for doc in docs:
         stats.add_doc(doc, spans_key, extension_key)

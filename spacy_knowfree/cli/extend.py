@@ -1,4 +1,5 @@
 """``knowfree extend``: add extension spans (pipeline 1) to a training DocBin."""
+import contextlib
 import time
 from collections import Counter
 from pathlib import Path
@@ -12,19 +13,32 @@ from spacy.tokens import Doc, DocBin
 from tqdm import tqdm
 from wasabi import msg
 
+from ..docbin_io import read_docbin
 from ..errors import Errors
 from ._app import app
 
 EXTENSION_SPANS_KEY = "knowfree_ext"
 
 
-def _import_llm_tasks() -> None:
+def _import_llm_tasks(config: Optional[Dict[str, Any]] = None) -> None:
     """Register the spacy-knowfree llm tasks and models (also when the package
-    is used from a checkout, without its entry points installed)."""
+    is used from a checkout, without its entry points installed). Without
+    spacy-llm, a ``config`` that uses it raises KF600 naming the extra."""
     try:
         import spacy_knowfree.llm_tasks  # noqa: F401
-    except ImportError:  # spacy-llm not installed: configs without llm components still work
-        pass
+    except ImportError as err:  # configs without llm components still work
+        if config is not None and _needs_spacy_llm(config):
+            missing = (getattr(err, "name", None) or "spacy_llm").split(".")[0]
+            raise ImportError(Errors.KF600.format(command="extend -c", extra="llm", module=missing)) from None
+
+
+def _needs_spacy_llm(block: Any) -> bool:
+    """Whether a config uses spacy-llm: an ``llm`` factory or an ``@llm_*`` block."""
+    if isinstance(block, dict):
+        if block.get("factory") == "llm" or any(str(key).startswith("@llm_") for key in block):
+            return True
+        return any(_needs_spacy_llm(value) for value in block.values())
+    return False
 
 
 def build_knowledge_pipeline(
@@ -44,8 +58,9 @@ def build_knowledge_pipeline(
     RETURNS (Language): the initialized pipeline.
     """
     if config_path is not None:
-        _import_llm_tasks()
+        _check_overrides(config_path, overrides)
         config = spacy.util.load_config(config_path, overrides=overrides or {}, interpolate=True)
+        _import_llm_tasks(config)
         nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
         nlp.initialize()
         return nlp
@@ -59,6 +74,24 @@ def build_knowledge_pipeline(
         },
     )
     return nlp
+
+
+def _redacted(err: Any) -> str:
+    """The message of ``err`` without URL credentials (config errors echo the endpoint)."""
+    try:
+        from ..llm_tasks.endpoint import redact
+    except ImportError:  # no spacy-llm: no LLM endpoint in the message
+        return str(err)
+    return redact(err)
+
+
+def _check_overrides(config_path: Path, overrides: Optional[Dict[str, Any]]) -> None:
+    """Refuse ``--vars.x``/``--paths.x`` overrides the config has no setting for (KF211)."""
+    try:
+        from ..llm_tasks.model_config import check_overrides
+    except ImportError:  # no spacy-llm: no LLM settings to mistype
+        return
+    check_overrides(config_path, overrides)
 
 
 # ----------------------------------------------------------------------------- LLM accounting
@@ -76,7 +109,7 @@ def llm_call_rows(nlp: Language) -> Tuple[List[Tuple[str, str, str, str, str]], 
     """Per llm component: (name, backend, made, cached, failed), the totals and
     the names of components whose model does not count its calls."""
     rows = []
-    total = {"made": 0, "cached": 0, "failed": 0}
+    total = {"made": 0, "cached": 0, "failed": 0, "dropped": 0}
     uncounted = []
     for name, model in llm_backends(nlp):
         calls = getattr(model, "calls", None)
@@ -101,6 +134,48 @@ def response_cache_files(nlp: Language) -> List[Path]:
         if path is not None:
             files.setdefault(str(Path(path).resolve()), Path(path))
     return list(files.values())
+
+
+def _set_retry_failed(nlp: Language, retry: bool) -> None:
+    """Make the response caches ask again (or not) for prompts recorded as dropped or cut."""
+    for _, model in llm_backends(nlp):  # none without spacy-llm: the import below is safe
+        from ..llm_tasks.response_cache import retry_failed_from_env
+
+        cache = getattr(model, "cache", None)
+        if cache is not None and hasattr(cache, "retry_failed"):
+            cache.retry_failed = retry or retry_failed_from_env()
+
+
+def dropped_rows(nlp: Language, docs: List[Doc]) -> List[Tuple[str, str, str, str]]:
+    """(component, doc, reason, server message) of each prompt without a clean reply."""
+    rows = []
+    for name, model in llm_backends(nlp):
+        for item in getattr(model, "dropped", None) or []:
+            doc = item.get("doc")
+            where = str(doc)
+            if isinstance(doc, int) and 0 <= doc < len(docs):
+                text = docs[doc].text
+                where += f" ({text[:20]}{'...' if len(text) > 20 else ''})"
+            message = " ".join(str(item.get("message") or "").split())
+            rows.append((name, where, str(item.get("reason")), message[:100] + ("..." if len(message) > 100 else "")))
+    return rows
+
+
+def _print_dropped(nlp: Language, docs: List[Doc], limit: int = 20) -> None:
+    """List the prompts without a clean reply (dropped or cut) and what to do about them."""
+    rows = dropped_rows(nlp, docs)
+    if not rows:
+        return
+    msg.divider(f"LLM prompts dropped or cut ({len(rows)})")
+    msg.table(rows[:limit], header=("llm component", "doc", "reason", "server message"), divider=True)
+    if len(rows) > limit:
+        typer.echo(f"... and {len(rows) - limit} more")
+    from ..llm_tasks.openai_compatible import DROP_HINTS
+
+    for reason in sorted({row[2] for row in rows}):
+        if reason in DROP_HINTS:
+            typer.echo(f"{reason}: {DROP_HINTS[reason]}")
+    typer.echo("Rerun with --retry-failed to ask the LLM again for these prompts.")
 
 
 def _count_lines(path: Path) -> int:
@@ -153,6 +228,9 @@ def extend_cli(
     user_dict: Optional[Path] = typer.Option(
         None, "--user-dict", exists=True, dir_okay=False, help="Lexicon: jieba user dictionary."),
     batch_size: int = typer.Option(32, "--batch-size", help="Docs per pipeline batch."),
+    retry_failed: bool = typer.Option(
+        False, "--retry-failed", help="Ask the LLM again for the prompts recorded in the response cache "
+        "as dropped (refused, filtered or empty replies) or cut (too_long)."),
 ) -> None:
     """Run a knowledge source over the training docs and keep what it writes to
     doc.spans["knowfree_ext"] (the extension spans the knowfree component
@@ -170,12 +248,16 @@ def extend_cli(
     if overrides and config_path is None:
         msg.fail(f"Config overrides {sorted(overrides)} need a config (-c).", exits=1)
     start = time.time()
-    nlp = build_knowledge_pipeline(config_path, families, user_dict, overrides)
+    try:
+        nlp = build_knowledge_pipeline(config_path, families, user_dict, overrides)
+    except ValueError as err:  # KF messages of the config, backends and cache: no traceback
+        msg.fail(_redacted(err), exits=1)
+    _set_retry_failed(nlp, retry_failed)
     msg.info(f"Knowledge pipeline: {nlp.pipe_names}")
-    docbin = DocBin().from_disk(input_path)
-    docs = list(docbin.get_docs(nlp.vocab))
-    if not docs:
-        msg.fail(Errors.KF008.format(path=input_path), exits=1)
+    try:
+        docs = read_docbin(input_path, nlp.vocab)
+    except ValueError as err:
+        msg.fail(str(err), exits=1)
     labels_before = _label_counts(docs)
     stats_before = _stats_summary(docs)
     out = DocBin(store_user_data=True)
@@ -195,6 +277,8 @@ def extend_cli(
         raise typer.Exit(code=1)
     except Exception as err:
         _report_stop(nlp, len(done), len(docs), f"{type(err).__name__}: {err}", output_path)
+        with contextlib.suppress(AttributeError):
+            err.knowfree_reported = True  # KF275 said it: main() prints no second message
         raise
     output_path.parent.mkdir(parents=True, exist_ok=True)
     out.to_disk(output_path)
@@ -215,7 +299,8 @@ def _report_stop(nlp: Language, done: int, total: int, reason: str, output_path:
     else:
         cached = ""
     _print_llm_calls(nlp)
-    msg.fail(Errors.KF275.format(done=done, total=total, error=reason, output=output_path,
+    _print_dropped(nlp, [])
+    msg.fail(Errors.KF275.format(done=done, total=total, error=_redacted(reason), output=output_path,
                                  cached=cached).rstrip())
 
 
@@ -229,6 +314,8 @@ def _print_llm_calls(nlp: Language) -> Dict[str, int]:
             f"{total['failed']} failed")
     if uncounted:
         line += f" (not counted: {', '.join(uncounted)}, whose model has no call counter)"
+    if total.get("dropped"):
+        line += f"; {total['dropped']} prompt(s) dropped"
     typer.echo(line)
     return total
 
@@ -252,6 +339,8 @@ def _print_summary(nlp: Language, docs: List[Doc], labels_before: Counter,
     if backends:
         _, total, _ = llm_call_rows(nlp)
         overview += [("LLM calls made", total["made"]), ("LLM calls from cache", total["cached"])]
+        if total["dropped"]:
+            overview.append(("LLM prompts dropped", total["dropped"]))
     msg.table(overview, header=("summary", ""), divider=True)
     msg.table(
         [(fam, families_count[fam], families_added[fam]) for fam in sorted(families_count)],
@@ -266,3 +355,4 @@ def _print_summary(nlp: Language, docs: List[Doc], labels_before: Counter,
         msg.divider("LLM items kept and dropped (by family and reason)")
         typer.echo(_format_stats(delta) if delta else "no LLM replies were parsed")
         _print_llm_calls(nlp)
+        _print_dropped(nlp, docs)

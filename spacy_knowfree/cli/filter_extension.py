@@ -22,7 +22,10 @@ def filter_extension_cli(
     families (e.g. w/o entity: --drop-family ENT; w/o POS: --drop-family POS).
     Target spans, tokens and user data are kept."""
     prefixes = tuple(f"{family.strip().upper().rstrip(':')}:" for family in drop_family)
-    docs = read_docbin(input_path, allow_empty=True)
+    try:
+        docs = read_docbin(input_path, allow_empty=True)
+    except ValueError as err:
+        msg.fail(str(err), exits=1)
     kept = dropped = 0
     for doc in docs:
         if spans_key not in doc.spans:

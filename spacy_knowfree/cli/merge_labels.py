@@ -24,7 +24,6 @@ from wasabi import msg
 
 from .. import label_merging
 from ..errors import Errors
-from ..llm_tasks.model_config import find_model_block
 from ..label_merging import (
     DEFAULT_EPSILON,
     DEFAULT_P,
@@ -50,6 +49,7 @@ def load_llm_model(config_path: Path, overrides: Dict[str, Any], section: Option
     """Resolve the ``@llm_models`` block of a config with spacy-llm's registry
     (nothing is contacted or loaded here). RETURNS (model, section, block)."""
     import spacy_knowfree.llm_tasks  # noqa: F401  (registers the spacy-knowfree backends)
+    from ..llm_tasks.model_config import find_model_block
 
     config = spacy.util.load_config(config_path, overrides=overrides, interpolate=True)
     try:
@@ -101,7 +101,7 @@ def read_groups_file(path: Path) -> Dict[str, List[str]]:
     """Synonym groups from a JSON file ``{standard: [members]}`` (also
     ``{"groups": {...}}``, or a member given as a single string)."""
     try:
-        data = json.loads(path.read_text(encoding="utf8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, ValueError) as err:
         raise ValueError(Errors.KF274.format(path=path, problem=str(err))) from None
     if isinstance(data, Mapping) and set(data) == {"groups"}:
@@ -109,12 +109,22 @@ def read_groups_file(path: Path) -> Dict[str, List[str]]:
     if not isinstance(data, Mapping):
         raise ValueError(Errors.KF274.format(path=path, problem=f"top level is a {type(data).__name__}"))
     groups: Dict[str, List[str]] = {}
+    owner: Dict[str, str] = {}
     for std, members in data.items():
         if isinstance(members, str):
             members = [members]
-        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
-            raise ValueError(Errors.KF274.format(path=path, problem=f"bad members for {std!r}: {members!r}"))
-        groups[str(std)] = list(members)
+        if not str(std).strip():
+            raise ValueError(Errors.KF274.format(path=path, problem=f"empty standard label {std!r}"))
+        if (not isinstance(members, list) or not members
+                or not all(isinstance(m, str) and m.strip() for m in members)):
+            raise ValueError(Errors.KF274.format(
+                path=path, problem=f"the members of {std!r} must be a non-empty list of non-empty strings, "
+                f"got {members!r}"))
+        for member in members:
+            if owner.setdefault(member, std) != std:
+                raise ValueError(Errors.KF274.format(
+                    path=path, problem=f"type {member!r} is listed under both {owner[member]!r} and {std!r}"))
+        groups[str(std)] = list(dict.fromkeys(members))
     return groups
 
 
@@ -227,8 +237,13 @@ def merge_labels_cli(
     if not apply_only and label_map_path.exists() and not overwrite:
         msg.fail(Errors.KF272.format(path=label_map_path), exits=1)
 
-    docbin = DocBin().from_disk(input_path)
-    docs = list(docbin.get_docs(Vocab()))
+    try:
+        docbin = DocBin().from_disk(input_path)
+        docs = list(docbin.get_docs(Vocab()))
+    except OSError:
+        raise
+    except Exception as err:  # a damaged or foreign file
+        msg.fail(Errors.KF124.format(path=input_path, error=f"{type(err).__name__}: {err}"[:200]), exits=1)
     if not docs:
         msg.fail(Errors.KF008.format(path=input_path), exits=1)
     ent_before = _family_counts(docs, ENT_PREFIX, spans_key)

@@ -1,8 +1,8 @@
 """``knowfree report``: one table of P/R/F from several ``spacy evaluate`` outputs."""
+import json
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-import srsly
 import typer
 from wasabi import msg
 
@@ -21,10 +21,21 @@ def main_scores(metrics: Dict) -> Optional[Tuple[str, float, float, float]]:
     return None
 
 
+def read_metrics(path: Path) -> Dict:
+    """A metrics JSON object (a leading BOM is ignored); anything else raises KF011."""
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except ValueError as err:  # UnicodeDecodeError and JSONDecodeError included
+        raise ValueError(Errors.KF011.format(path=path, error=f"{type(err).__name__}: {err}"[:200])) from None
+    if not isinstance(data, dict):
+        raise ValueError(Errors.KF011.format(path=path, error=f"the top level is a {type(data).__name__}"))
+    return data
+
+
 def score_rows(paths: List[Path]) -> List[Tuple[str, str, str, str, str]]:
     rows = []
     for path in paths:
-        found = main_scores(srsly.read_json(path))
+        found = main_scores(read_metrics(path))
         if found is None:
             raise ValueError(Errors.KF009.format(path=path))
         source, p, r, f = found

@@ -9,7 +9,7 @@ import typer
 from wasabi import msg
 
 from ..docbin_io import read_docbin
-from ..pipeline_inputs import require_knowfree
+from ..pipeline_inputs import load_pipeline, require_knowfree
 from ..threshold_tuning import sweep_thresholds, threshold_grid
 from ._app import app
 
@@ -34,7 +34,7 @@ def tune_threshold_cli(
         spacy.require_gpu(gpu_id)
     try:
         thresholds = threshold_grid(low, high, step)
-        nlp = spacy.load(model_path)
+        nlp = load_pipeline(model_path)
         component = require_knowfree(nlp, component_name, model_path)
         docs = read_docbin(dev_path, nlp.vocab)
         sweep = sweep_thresholds(nlp, docs, component, thresholds)

@@ -109,6 +109,12 @@ def _token(path: PathLike, line: int, token: str, token_format: str) -> str:
     return token
 
 
+_KF101_HINT = (
+    "Every token line must have as many columns as the first one; check the "
+    "column separator (--sep) or fix this line."
+)
+
+
 def _read_sentences(
     path: PathLike, sep: Optional[str], token_column: int, tag_column: int
 ) -> List[_Sentence]:
@@ -131,7 +137,7 @@ def _read_sentences(
             if n_columns < 2:
                 raise ValueError(
                     Errors.KF101.format(path=path, line=line_no, expected="2 or more",
-                                        sep=repr(sep), found=n_columns, text=line)
+                                        sep=repr(sep), found=n_columns, text=line, hint=_KF101_HINT)
                 )
             for column in (token_column, tag_column):
                 if not -n_columns <= column < n_columns:
@@ -141,7 +147,7 @@ def _read_sentences(
         if len(fields) != n_columns:
             raise ValueError(
                 Errors.KF101.format(path=path, line=line_no, expected=n_columns,
-                                    sep=repr(sep), found=len(fields), text=line)
+                                    sep=repr(sep), found=len(fields), text=line, hint=_KF101_HINT)
             )
         token, tag = fields[token_column], fields[tag_column].strip()
         if not token:

@@ -21,6 +21,13 @@ _RANGE_OR_EMPTY = re.compile(r"^[0-9]+(-[0-9]+|\.[0-9]+)$")
 _Word = Tuple[int, str, str, str]
 
 
+_KF101_HINT = (
+    "A CoNLL-U word line has exactly 10 fields separated by TAB characters "
+    "(spaces inside a field do not separate); fix this line, e.g. replace "
+    "runs of spaces between fields by one TAB."
+)
+
+
 def read_conllu(
     path: PathLike,
     vocab: Optional[Vocab] = None,
@@ -69,7 +76,7 @@ def read_conllu(
         if len(fields) != 10:
             raise ValueError(
                 Errors.KF101.format(path=path, line=line_no, expected=10, sep="TAB",
-                                    found=len(fields), text=line)
+                                    found=len(fields), text=line, hint=_KF101_HINT)
             )
         word_id, form, tag = fields[0], fields[1], fields[column]
         if not word_id.isdigit():

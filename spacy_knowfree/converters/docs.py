@@ -78,13 +78,19 @@ def merge_stats(into: Optional[ReadStats], local: ReadStats) -> None:
         into.repair_lines.setdefault(kind, []).extend(lines)
 
 
+BOM = "\ufeff"
+
+
 def iter_lines(path: PathLike) -> Iterator[Tuple[int, str]]:
     """Yield ``(line_number, line)`` of a UTF-8 text file, 1-based, with the
-    line ending (LF or CRLF) removed and nothing else stripped."""
+    line ending (LF or CRLF) and a leading byte-order mark removed and nothing
+    else stripped."""
     path = Path(path)
     with path.open("r", encoding="utf8", newline="\n") as file_:
         try:
             for i, line in enumerate(file_, start=1):
+                if i == 1 and line.startswith(BOM):
+                    line = line[len(BOM):]
                 if line.endswith("\n"):
                     line = line[:-1]
                 if line.endswith("\r"):

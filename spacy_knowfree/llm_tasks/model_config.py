@@ -40,3 +40,32 @@ def find_model_block(
         raise KeyError("model")
     _, name, block = min(candidates, key=lambda c: c[0])  # stable: the first preferred one
     return name, block
+
+
+#: sections whose names are plain settings: an override must name an existing one
+CHECKED_SECTIONS = ("vars", "paths")
+
+
+def check_overrides(config_path: Any, overrides: Optional[Mapping[str, Any]]) -> None:
+    """Refuse overrides such as ``--vars.endpont`` that name no setting of the
+    config (spaCy would add them silently and the typo would go unnoticed).
+
+    config_path (Any): the config file (read without interpolation).
+    overrides (Optional[Mapping[str, Any]]): dotted names -> values.
+    Raises ``ValueError`` (KF211) listing the known names.
+    """
+    if not overrides:
+        return
+    from thinc.api import Config
+
+    from ..errors import Errors
+
+    raw = Config().from_disk(config_path, interpolate=False)
+    for section in CHECKED_SECTIONS:
+        known = raw.get(section) if isinstance(raw.get(section), Mapping) else {}
+        unknown = [name for name in overrides
+                   if name.split(".", 1)[0] == section and name.split(".", 1)[-1] not in known]
+        if unknown:
+            names = ", ".join(f"--{section}.{key}" for key in known) or "none"
+            raise ValueError(Errors.KF211.format(unknown=", ".join(f"--{u}" for u in unknown),
+                                                 section=section, path=config_path, known=names))
