@@ -30,14 +30,17 @@ setup(
     install_requires=[
         "spacy>=3.7.0,<3.9.0",
         "thinc>=8.2.0,<8.4.0",
-        # Any torch >= 2.0 works; install the CPU build first (see Makefile)
-        # so that pip does not pull a CUDA build.
-        "torch>=2.0",
+        # torch >= 2.6: torch.load(weights_only=True) without the known
+        # bypasses; install the CPU build first (see Makefile) so that pip
+        # does not pull a CUDA build.
+        "torch>=2.6",
         "numpy>=1.21",
         "typer>=0.9",
         "wasabi>=0.9",
         "srsly>=2.4",
         "tqdm>=4.38",
+        # the offline lexicon (knowfree extend's default knowledge source)
+        "jieba>=0.42",
     ],
     extras_require={
         "transformers": ["spacy-transformers>=1.3.0,<1.5.0"],
@@ -52,10 +55,13 @@ setup(
             "gguf>=0.10",
             "accelerate>=0.26",
         ],
+        # jieba is a base dependency now; the extra is kept as an alias
         "lexicon": ["jieba>=0.42"],
         # knowfree analyze (heatmap, t-SNE); the t-SNE embeddings need the llm extra
         "analysis": ["matplotlib>=3.5", "scikit-learn>=1.0"],
         "test": ["pytest>=7"],
+        # benchmarks/accuracy.py --system crf (the classic CRF peer)
+        "bench": ["python-crfsuite>=0.9.8"],
     },
     entry_points={
         "spacy_factories": [
@@ -64,6 +70,7 @@ setup(
         ],
         "spacy_architectures": [
             "spacy-knowfree.KnowFREE.v1 = spacy_knowfree.layers.model:build_knowfree_model",
+            "spacy-knowfree.CharNgramEmbed.v1 = spacy_knowfree.layers.char_ngram_embed:build_char_ngram_embed",
         ],
         "spacy_scorers": [
             "spacy-knowfree.knowfree_scorer.v1 = spacy_knowfree.scorer:make_knowfree_scorer",

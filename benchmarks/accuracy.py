@@ -1,4 +1,4 @@
-"""Accuracy benchmark: knowfree vs spaCy spancat vs spaCy ner, same tok2vec and splits.
+"""Accuracy benchmark: knowfree vs spaCy spancat vs spaCy ner vs a CRF, same splits.
 
 For each dataset and training size K (a seeded K-shot subset of the training
 split, 250 ⊂ 500 ⊂ 1000, or ``full``) and each seed, trains every system with
@@ -11,7 +11,10 @@ ablation rows of the paper's table 2 are opt-in systems:
 samples without the entity (``ENT:``) or POS (``POS:``) extension spans
 (``knowfree filter-extension``); w/o extension is ``knowfree`` itself, and
 w/o synonym merging equals ``knowfree+lexicon`` (the lexicon's labels need no
-merging).
+merging). ``crf`` is the classic peer, a linear-chain CRF on character
+n-gram features (``benchmarks/crf.py``, python-crfsuite from the ``bench``
+extra): c1/c2 are picked on dev, and since its training is deterministic it
+trains once per cell (seed 0) whatever ``--seed`` says.
 
 Finished runs are kept under ``--workdir`` and skipped when the script is run
 again, so an interrupted benchmark resumes where it stopped. Each finished run
@@ -40,7 +43,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 try:
     import fcntl
@@ -68,16 +71,20 @@ SYSTEMS = {
     "ner": ("configs/ner_zh_cpu.cfg", ""),
     "knowfree+lexicon-ent": ("configs/knowfree_zh_cpu.cfg", "_fused_wo_ent"),
     "knowfree+lexicon-pos": ("configs/knowfree_zh_cpu.cfg", "_fused_wo_pos"),
+    "crf": ("benchmarks/crf.py", ""),
 }
-DEFAULT_SYSTEMS = ["knowfree", "knowfree+lexicon", "spancat", "ner"]
+DEFAULT_SYSTEMS = ["knowfree", "knowfree+lexicon", "spancat", "ner", "crf"]
+# systems whose training has no randomness: one run (seed 0) stands for every seed
+DETERMINISTIC = {"crf"}
 _ABLATION_LOCK = threading.Lock()
 _RUNS_LOG_LOCK = threading.Lock()
 RunKey = Tuple[str, str, str, int]  # dataset, K, system, seed
 
 
 def prepare_corpus(dataset: str, datasets_dir: Path, workdir: Path, ks: List[str],
-                   sample_seed: int) -> Path:
-    """Write dev/test and the K-shot train subsets (plain and lexicon-fused)."""
+                   sample_seed: int, fused: bool = True) -> Path:
+    """Write dev/test and the K-shot train subsets (plain, and lexicon-fused
+    when ``fused``)."""
     corpus = workdir / "corpus" / dataset
     nlp = spacy.blank("zh")
     for split in ("dev", "test"):
@@ -99,24 +106,27 @@ def prepare_corpus(dataset: str, datasets_dir: Path, workdir: Path, ks: List[str
             for size, docs in subsets.items():
                 write_docbin(docs, corpus / f"train_{size}.spacy")
     lexicon = None
-    for k in ks:
-        fused = corpus / f"train_{k}_fused.spacy"
-        if fused.exists():
+    for k in ks if fused else []:
+        fused_path = corpus / f"train_{k}_fused.spacy"
+        if fused_path.exists():
             continue
         lexicon = lexicon or build_knowledge_pipeline(None, ["SEG", "POS", "ENT"], None)
         docs = read_docbin(corpus / f"train_{k}.spacy", lexicon.vocab)
-        write_docbin(list(lexicon.pipe(docs)), fused)
+        write_docbin(list(lexicon.pipe(docs)), fused_path)
     return corpus
 
 
 # settings of every ``spacy train``/``spacy evaluate`` this process starts
 # (set once from the command line by ``configure_runs``)
-RUN_SETTINGS = {"gpu_id": -1, "threads": 0}
+RUN_SETTINGS = {"gpu_id": -1, "threads": 0, "crf_c1": [], "crf_c2": []}
 
 
-def configure_runs(gpu_id: int = -1, threads: int = 0) -> None:
-    """GPU (-1: CPU) and torch threads per run (0: torch's default)."""
-    RUN_SETTINGS.update(gpu_id=gpu_id, threads=threads)
+def configure_runs(gpu_id: int = -1, threads: int = 0, crf_c1: Sequence[float] = (),
+                   crf_c2: Sequence[float] = ()) -> None:
+    """GPU (-1: CPU) and torch threads per run (0: torch's default); the c1/c2
+    values the crf system tries on dev (empty: benchmarks/crf.py's grid)."""
+    RUN_SETTINGS.update(gpu_id=gpu_id, threads=threads, crf_c1=list(crf_c1),
+                        crf_c2=list(crf_c2))
 
 
 def run(cmd: List[str], log: Path, on_device: bool = True) -> float:
@@ -140,10 +150,39 @@ def train_and_evaluate(system: str, corpus: Path, k: str, seed: int, out: Path,
     """One run; returns the metrics (cached in ``out/metrics.json``)."""
     config, variant = SYSTEMS[system]
     train = corpus / f"train_{k}{variant}.spacy"
+    if system == "crf":
+        return train_crf(train, corpus, out)
     if variant.startswith("_fused_wo_"):
         write_ablated(corpus / f"train_{k}_fused.spacy", train, variant[len("_fused_wo_"):])
     return train_on(config, train, corpus, seed, out, max_steps, eval_frequency, patience,
                     scores_prefix="ents" if system == "ner" else "spans_sc")
+
+
+def train_crf(train: Path, corpus: Path, out: Path) -> Dict:
+    """The CRF peer on ``train``: c1/c2 picked on ``corpus``'s dev split, scored on
+    its test split (``benchmarks/crf.py``); cached in ``out/metrics.json``."""
+    metrics_path = out / "metrics.json"
+    if metrics_path.exists():
+        return json.loads(metrics_path.read_text())
+    dev = corpus / "dev.spacy"
+    if not dev.exists():
+        raise RuntimeError(f"{corpus}: no dev split; the crf system picks c1/c2 on dev, "
+                           "never on test")
+    out.mkdir(parents=True, exist_ok=True)
+    grid = [arg for name in ("c1", "c2") for value in RUN_SETTINGS[f"crf_{name}"]
+            for arg in (f"--{name}", str(value))]
+    run([sys.executable, str(ROOT / SYSTEMS["crf"][0]), "--train", str(train), "--dev", str(dev),
+         "--test", str(corpus / "test.spacy"), "--output", str(out), *grid],
+        out / "train.log", on_device=False)
+    metrics = json.loads(metrics_path.read_text())
+    metrics.update(device=f"cpu: {cpu_name()}", finished=time.strftime("%Y-%m-%d %H:%M"))
+    metrics_path.write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def run_seeds(system: str, seeds: List[int]) -> List[int]:
+    """The seeds ``system`` trains: all of them, or seed 0 for a deterministic one."""
+    return [0] if system in DETERMINISTIC else seeds
 
 
 def write_ablated(fused: Path, out: Path, family: str) -> None:
@@ -238,6 +277,8 @@ def record_runs(path: Path, finished: Iterable[Tuple[RunKey, Dict]]) -> None:
 def is_recorded(record: Optional[Dict], settings: Dict[str, int]) -> bool:
     """Whether a logged run counts as done for a benchmark with these ``settings``
     (max_steps, eval_frequency, patience; a record without a setting matches it)."""
+    if record is not None and record["system"] in DETERMINISTIC:
+        return True  # no training steps to match
     return record is not None and all(record.get(name, value) == value
                                       for name, value in settings.items())
 
@@ -283,7 +324,7 @@ def torch_threads(n: int) -> str:
 def header(argv: List[str], report_only: bool = False) -> List[str]:
     cpu = cpu_name()
     return [
-        "# Accuracy: knowfree vs spancat vs ner",
+        "# Accuracy: knowfree vs spancat vs ner vs a CRF",
         "",
         f"- command: `python {' '.join(argv)}`",
         f"- date: {time.strftime('%Y-%m-%d %H:%M')}",
@@ -293,10 +334,12 @@ def header(argv: List[str], report_only: bool = False) -> List[str]:
          f"- machine: {cpu} ({os.cpu_count()} cores), {platform.system()}; runs on "
          f"{device_name()}, {torch_threads(RUN_SETTINGS['threads'] or torch.get_num_threads())} "
          "each"),
-        "- all systems: character tokens, the same CNN tok2vec (configs/*_zh_cpu.cfg), the same "
-        "K-shot subsets (seeded, 250 ⊂ 500 ⊂ 1000) and dev/test splits; test P/R/F1 in %, "
-        "mean ± sd over seeds. MSR/PKU: training pool and dev/test cut from the gold test "
-        "file (see ../shared/datasets/README.md), not the official training data.",
+        "- all systems: character tokens, the same K-shot subsets (seeded, 250 ⊂ 500 ⊂ 1000) "
+        "and dev/test splits; the neural systems share one CNN tok2vec (configs/*_zh_cpu.cfg), "
+        "`crf` is CRFsuite on character n-gram features (benchmarks/crf.py, c1/c2 picked on "
+        "dev, one deterministic run); test P/R/F1 in %, mean ± sd over seeds. MSR/PKU: training "
+        "pool and dev/test cut from the gold test file (see ../shared/datasets/README.md), not "
+        "the official training data.",
         "",
     ]
 
@@ -328,6 +371,11 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads of each training (0: torch's default)")
     parser.add_argument("--gpu-id", type=int, default=-1, help="GPU of the runs (-1: CPU)")
+    parser.add_argument("--crf-c1", type=float, action="append", default=[],
+                        help="c1 values the crf system tries on dev (default: crf.py's grid; "
+                             "the chosen values and the grid are recorded per run)")
+    parser.add_argument("--crf-c2", type=float, action="append", default=[],
+                        help="c2 values the crf system tries on dev (default: crf.py's grid)")
     parser.add_argument("--runs-log", type=Path,
                         default=ROOT / "benchmarks" / "results" / "accuracy_runs.jsonl",
                         help="one JSON line per finished run; the table is built from it and "
@@ -335,7 +383,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--notes", type=Path, default=None,
                         help="markdown file appended under the table (how the runs were made)")
     args = parser.parse_args(argv)
-    configure_runs(args.gpu_id, args.threads)
+    configure_runs(args.gpu_id, args.threads, args.crf_c1, args.crf_c2)
     ks = args.k or ["250", "1000"]
     systems = args.system or DEFAULT_SYSTEMS
     seeds = args.seed or [0]
@@ -350,11 +398,11 @@ def main(argv: Optional[List[str]] = None) -> None:
         for k in ks:
             for system in systems:
                 outs = [args.workdir / dataset / f"k{k}" / system.replace("+", "_") / f"seed{seed}"
-                        for seed in seeds]
+                        for seed in run_seeds(system, seeds)]
                 cells.append((dataset, k, system, outs))
                 if args.report_only:
                     continue
-                for seed, out in zip(seeds, outs):
+                for seed, out in zip(run_seeds(system, seeds), outs):
                     if not args.rerun and is_recorded(logged.get((dataset, k, system, seed)),
                                                       settings):
                         skipped += 1
@@ -365,9 +413,11 @@ def main(argv: Optional[List[str]] = None) -> None:
               "trained again (--rerun to train them)", flush=True)
     for dataset in args.dataset:  # corpora only for the runs that will train
         to_train = {k for _, corpus, k, _, _ in jobs if corpus.name == dataset}
+        fused = any(SYSTEMS[system][1] for system, corpus, _, _, _ in jobs
+                    if corpus.name == dataset)
         if to_train:
             prepare_corpus(dataset, args.datasets_dir, args.workdir,
-                           [k for k in ks if k in to_train], sample_seed=0)
+                           [k for k in ks if k in to_train], sample_seed=0, fused=fused)
 
     def one(job) -> Optional[str]:
         """Train and evaluate one run; RETURNS why it failed, or None."""
@@ -389,7 +439,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     # finished runs in --workdir that the log lacks (e.g. trained before it existed)
     recorded = read_runs_log(args.runs_log)
     unrecorded = [((dataset, k, system, seed), json.loads((out / "metrics.json").read_text()))
-                  for dataset, k, system, outs in cells for seed, out in zip(seeds, outs)
+                  for dataset, k, system, outs in cells
+                  for seed, out in zip(run_seeds(system, seeds), outs)
                   if (dataset, k, system, seed) not in recorded
                   and (out / "metrics.json").exists()]
     if unrecorded:
@@ -398,12 +449,14 @@ def main(argv: Optional[List[str]] = None) -> None:
     previous = read_table_rows(args.output)
     rows = []
     for dataset, k, system, outs in cells:
-        results = [recorded[(dataset, k, system, seed)] for seed in seeds
+        results = [recorded[(dataset, k, system, seed)] for seed in run_seeds(system, seeds)
                    if (dataset, k, system, seed) in recorded]
         if not results and (dataset, k, system) in previous:
             rows.append(previous[(dataset, k, system)])  # runs made before the log existed
         elif results:
             devices = sorted({r.get("device", "cpu") for r in results})
+            devices += sorted({r["trained_on"] for r in results
+                               if r.get("trained_on", "all gold spans") != "all gold spans"})
             rows.append((dataset, k, system, str(len(results)), mean_sd([r["p"] for r in results]),
                          mean_sd([r["r"] for r in results]), mean_sd([r["f"] for r in results]),
                          f"{statistics.mean(r['train_seconds'] for r in results):.0f}",

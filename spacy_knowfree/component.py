@@ -12,7 +12,7 @@ from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
-from thinc.api import Config, Linear, Model, Optimizer
+from thinc.api import Config, Linear, Model, Optimizer, zero_init
 from thinc.types import Floats3d
 
 from .decoding import decode_grid, sigmoid, valid_cells
@@ -304,11 +304,13 @@ class KnowFREE(TrainablePipe):
     def _reset_head(self) -> None:
         """Replace a sized output layer so the head can be sized for new labels."""
         head = self._head
-        output_layer = head.get_ref("output_layer")
-        if output_layer.has_dim("nO"):
-            fresh = Linear()
-            head._layers[head._layers.index(output_layer)] = fresh
-            head.set_ref("output_layer", fresh)
+        for ref in ("output_layer", "evidence_layer"):
+            layer = head.get_ref(ref) if head.has_ref(ref) else None
+            if layer is not None and layer.has_dim("nO"):
+                # the token-evidence layer starts at zero, like the one the model built
+                fresh = Linear(init_W=zero_init) if ref == "evidence_layer" else Linear()
+                head._layers[head._layers.index(layer)] = fresh
+                head.set_ref(ref, fresh)
         if head.has_dim("nO"):
             head.set_dim("nO", None, force=True)
 

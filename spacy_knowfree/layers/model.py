@@ -3,7 +3,7 @@ from typing import List
 
 from spacy.tokens import Doc
 from spacy.util import registry
-from thinc.api import Linear, Model, chain
+from thinc.api import Linear, Model, chain, zero_init
 from thinc.types import Floats2d, Floats3d
 
 from ..errors import Errors
@@ -21,6 +21,7 @@ def build_knowfree_model(
     attention_window: int = 3,
     dropout: float = 0.4,
     batch_rows: int = 1024,
+    token_evidence: bool = False,
 ) -> Model[List[Doc], List[Floats3d]]:
     """Build the KnowFREE span model (section 3.2 of the paper).
 
@@ -34,6 +35,9 @@ def build_knowfree_model(
     dropout (float): dropout on token vectors and start/end features.
     batch_rows (int): most start positions (band rows) scored in one torch
         call; bounds memory independently of document length.
+    token_evidence (bool): add per-token begin/inside/end scores of every
+        label to the span logits (``begin[s] + sum(inside[s..e]) + end[e]``),
+        so a long span gathers evidence from all its tokens.
     RETURNS (Model[List[Doc], List[Floats3d]]): per doc, logits of shape
         (n_tokens, max_span_width, n_labels): cell [i, k] is the span of tokens
         i..i+k, columns are the target labels then the extension labels. The
@@ -69,6 +73,8 @@ def build_knowfree_model(
         build_grid_encoder(encoder),
         Linear(),
         batch_rows=batch_rows,
+        # zero-initialised: training starts from the plain span model
+        evidence_layer=Linear(init_W=zero_init) if token_evidence else None,
     )
     model = chain(tok2vec, head)
     model.set_ref("tok2vec", tok2vec)

@@ -6,6 +6,14 @@ spans, so rows are scored in consecutive groups of at most ``batch_rows``
 rows, each with the ``batch_rows + W - 1`` tokens it needs. Nothing is
 padded, and the result is exactly the same as scoring all rows at once, while
 memory is bounded by the group size whatever the document length.
+
+With a token-evidence layer (``token_evidence = true`` in
+``spacy-knowfree.KnowFREE.v1``), every token also gets three scores per label
+from its vector: begin, inside and end. The logit of span ``s..e`` is then
+``W_O(grid) + begin[s] + sum(inside[s..e]) + end[e]``: a long span collects
+evidence from every token it covers, as a BIOES tagger does, instead of
+depending on its two ends alone. The sum is taken with prefix sums, so the
+cost is linear in the number of tokens.
 """
 from typing import Callable, List, Optional, Tuple, cast
 
@@ -15,16 +23,19 @@ from thinc.shims import PyTorchShim
 from thinc.types import Floats2d, Floats3d, Ints1d
 
 from .torch_grid import KnowFREEGridEncoder
+from .torch_state import StateDictShim
 
 InT = List[Floats2d]
 OutT = List[Floats3d]
 
 
 def build_grid_encoder(encoder: KnowFREEGridEncoder) -> Model:
-    """Wrap the torch encoder; its input is ``(tokens, lengths, n_rows)``."""
-    return PyTorchWrapper_v2(
-        encoder, convert_inputs=_convert_inputs, convert_outputs=_convert_outputs
-    )
+    """Wrap the torch encoder; its input is ``(tokens, lengths, n_rows)``.
+    Its weights are saved as a state dict of tensors and loaded with
+    ``torch.load(..., weights_only=True)``: loading never unpickles code."""
+    wrapper = PyTorchWrapper_v2(encoder, convert_inputs=_convert_inputs, convert_outputs=_convert_outputs)
+    wrapper.shims[0] = StateDictShim(encoder)
+    return wrapper
 
 
 def _convert_inputs(
@@ -59,20 +70,29 @@ def _convert_outputs(model: Model, X_Ytorch, is_train: bool):
     return Y, backprop
 
 
-def span_grid_head(encoder: Model, output_layer: Model, *, batch_rows: int) -> Model[InT, OutT]:
+def span_grid_head(encoder: Model, output_layer: Model, *, batch_rows: int,
+                   evidence_layer: Optional[Model] = None) -> Model[InT, OutT]:
     """Create the head: token vectors per doc -> logits (L, W, nO) per doc.
+
+    evidence_layer (Optional[Model]): a layer from token vectors to 3 * nO
+        scores (begin, inside, end per label) added to the span logits, or None.
 
     Attributes set by the component before ``initialize``:
     ``max_span_width`` (W) and, for prediction only, ``n_predict_columns`` (the
     output columns to compute: the target labels come first, so extension
     columns are never computed at inference).
     """
+    layers = [encoder, output_layer]
+    refs = {"encoder": encoder, "output_layer": output_layer}
+    if evidence_layer is not None:
+        layers.append(evidence_layer)
+        refs["evidence_layer"] = evidence_layer
     return Model(
         "knowfree_span_grid",
         _forward,
         init=_init,
-        layers=[encoder, output_layer],
-        refs={"encoder": encoder, "output_layer": output_layer},
+        layers=layers,
+        refs=refs,
         dims={"nO": None},
         attrs={
             "batch_rows": batch_rows,
@@ -100,8 +120,11 @@ def configure_encoder(model: Model) -> None:
 def _init(model: Model, X: Optional[InT] = None, Y=None) -> Model:
     configure_encoder(model)
     output_layer = model.get_ref("output_layer")
+    evidence = model.get_ref("evidence_layer") if model.has_ref("evidence_layer") else None
     if model.has_dim("nO"):
         output_layer.set_dim("nO", model.get_dim("nO"))
+        if evidence is not None:
+            evidence.set_dim("nO", 3 * model.get_dim("nO"))
     if X is not None and any(len(x) for x in X):
         # One forward pass materialises the lazily sized input projections
         # and tells the output layer its input width.
@@ -109,9 +132,13 @@ def _init(model: Model, X: Optional[InT] = None, Y=None) -> Model:
         tokens, row_start, n_valid = _rows(model, sample)
         features, _ = model.get_ref("encoder")((tokens, row_start, n_valid), False)
         output_layer.initialize(X=features.reshape((-1, features.shape[-1])))
+        if evidence is not None:
+            evidence.initialize(X=tokens)
     else:
         output_layer.set_dim("nI", torch_encoder(model).grid_width)
         output_layer.initialize()
+        if evidence is not None:
+            evidence.initialize()
     return model
 
 
@@ -156,6 +183,9 @@ def _forward(model: Model[InT, OutT], X: InT, is_train: bool) -> Tuple[OutT, Cal
         if is_train:  # at inference nothing of a group outlives it
             backprops.append((first, last, token_end, features.shape, bp_encoder, bp_output))
         del features, flat, logits, bp_encoder, bp_output
+    bp_evidence = None
+    if model.has_ref("evidence_layer") and n_rows:
+        bp_evidence = _add_token_evidence(model, tokens, Y_flat, n_out, n_columns, is_train)
     Y = ops.unflatten(Y_flat, ops.asarray1i(lengths)) if X else []
 
     def backprop(dY: OutT) -> InT:
@@ -164,6 +194,48 @@ def _forward(model: Model[InT, OutT], X: InT, is_train: bool) -> Tuple[OutT, Cal
         for first, last, token_end, shape, bp_encoder, bp_output in backprops:
             d_features = bp_output(dY_flat[first:last].reshape((-1, n_out)))
             d_tokens[first:token_end] += bp_encoder(d_features.reshape(shape))
+        if bp_evidence is not None:
+            d_tokens += bp_evidence(dY_flat)
         return ops.unflatten(d_tokens, ops.asarray1i(lengths))
 
     return Y, backprop
+
+
+def _add_token_evidence(model: Model, tokens: Floats2d, Y_flat: Floats3d, n_out: int,
+                        n_columns: int, is_train: bool) -> Optional[Callable]:
+    """Add ``begin[s] + sum(inside[s..e]) + end[e]`` to every cell of
+    ``Y_flat`` (R, W, n_columns), in place. Cells past a document's end get
+    some value too; they are masked in the loss and at decoding.
+    RETURNS the backprop callback (training) or None."""
+    xp = model.ops.xp
+    n_rows, width, _ = Y_flat.shape
+    evidence, bp_layer = model.get_ref("evidence_layer")(tokens, is_train)
+    begin = evidence[:, :n_columns]
+    inside = evidence[:, n_out:n_out + n_columns]
+    end = evidence[:, 2 * n_out:2 * n_out + n_columns]
+    # prefix sums in float64: a batch has ~10^5 tokens, and a difference of two
+    # large float32 sums would lose the small ones
+    prefix = xp.concatenate([xp.zeros((1, n_columns), dtype="float64"),
+                             xp.cumsum(inside, axis=0, dtype="float64")])
+    last = xp.minimum(xp.arange(n_rows)[:, None] + xp.arange(width)[None, :], n_rows - 1)
+    Y_flat += ((begin - prefix[:-1])[:, None, :] + (end + prefix[1:])[last]).astype("float32")
+    if not is_train:
+        return None
+
+    def backprop(dY: Floats3d) -> Floats2d:
+        d_begin = dY.sum(axis=1)
+        # d_at_end[e]: the gradient of every cell whose last token is e
+        d_at_end = xp.zeros((n_rows, n_out), dtype=dY.dtype)
+        for k in range(width):
+            d_at_end[k:] += dY[:n_rows - k, k]
+            if k:
+                d_at_end[n_rows - 1] += dY[max(n_rows - k, 0):, k].sum(axis=0)
+        # inside[t] enters every cell with s <= t <= e: (cells ending at >= t)
+        # minus (cells starting after t)
+        ends_from = xp.cumsum(d_at_end[::-1], axis=0)[::-1]
+        starts_after = xp.concatenate([xp.cumsum(d_begin[::-1], axis=0)[::-1][1:],
+                                       xp.zeros((1, n_out), dtype=dY.dtype)])
+        d_evidence = xp.concatenate([d_begin, ends_from - starts_after, d_at_end], axis=1)
+        return bp_layer(xp.ascontiguousarray(d_evidence, dtype="float32"))
+
+    return backprop

@@ -1,0 +1,120 @@
+"""The registered embedding ``spacy-knowfree.CharNgramEmbed.v1``: hashed
+token attributes plus hashed character n-grams, for character tokens.
+
+A character-based Chinese tagger gets much of its strength from character
+bigrams (is "北京" a word? does "公司" end an organisation?). spaCy's
+``MultiHashEmbed`` embeds each token on its own; this layer adds, for every
+token, the bigrams it forms with its left and right neighbours
+(previous+current, current+next) and optionally the trigram centred on it,
+each hashed into its own ``HashEmbed`` table. The n-gram keys are computed
+from the doc alone with vectorised numpy over ``doc.to_array`` (no Python loop
+per token), so the layer is serialized with the pipeline like any embedding.
+
+An n-gram feature is only given to *character* tokens, tokens of one
+character (what ``spacy.zh.ChineseTokenizer`` with ``segmenter = "char"``
+makes of CJK text, Latin letters and digits). A longer token (an English
+word from a word tokenizer, a number kept whole) gets the reserved key 0 for
+its n-gram features and so falls back to its ``attrs`` embeddings, as in
+``MultiHashEmbed``.
+"""
+from typing import List, Sequence, Tuple, Union, cast
+
+import numpy
+from spacy.attrs import LENGTH, ORTH, intify_attr
+from spacy.tokens import Doc
+from spacy.util import registry
+from thinc.api import HashEmbed, Maxout, Model, chain, concatenate, list2ragged, ragged2list
+from thinc.api import with_array
+from thinc.types import Floats2d, Ints2d, Ragged
+
+from ..errors import Errors
+
+# Keys past the edges of a doc (any fixed values; HashEmbed hashes them again).
+_BEFORE = numpy.uint64(0x5B3C1A2F3E4D5C6B)
+_AFTER = numpy.uint64(0x1F2E3D4C5B6A7988)
+_MIX = numpy.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio: spreads the left key
+_NO_NGRAM = numpy.uint64(0)
+
+
+def _mix(left: numpy.ndarray, right: numpy.ndarray) -> numpy.ndarray:
+    """An order-sensitive uint64 key of two uint64 keys (wrapping arithmetic)."""
+    with numpy.errstate(over="ignore"):
+        return (left * _MIX + right) ^ (right >> numpy.uint64(29))
+
+
+def ngram_keys(orth: numpy.ndarray, is_char: numpy.ndarray, trigrams: bool) -> numpy.ndarray:
+    """(n_tokens, 2 or 3) uint64 keys: left bigram, right bigram[, centred trigram].
+
+    orth (numpy.ndarray): uint64 ORTH ids of a doc's tokens.
+    is_char (numpy.ndarray): bool, which tokens get n-gram features; the
+        others get ``_NO_NGRAM`` (0) in every column.
+    """
+    orth = orth.astype("uint64")
+    previous = numpy.concatenate([[_BEFORE], orth[:-1]]).astype("uint64")
+    following = numpy.concatenate([orth[1:], [_AFTER]]).astype("uint64")
+    columns = [_mix(previous, orth), _mix(orth, following)]
+    if trigrams:
+        columns.append(_mix(_mix(previous, orth), following))
+    keys = numpy.stack(columns, axis=1) if len(orth) else numpy.zeros((0, len(columns)), "uint64")
+    keys[~is_char] = _NO_NGRAM
+    return keys
+
+
+def char_ngram_features(attrs: Sequence[Union[str, int]], trigrams: bool
+                        ) -> Model[List[Doc], List[Ints2d]]:
+    """Docs -> per doc, uint64 keys: the ``attrs`` columns, then the n-gram columns."""
+    attr_ids = [intify_attr(attr) for attr in attrs]
+    lookup = [*attr_ids, ORTH, LENGTH]
+
+    def forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Ints2d], object]:
+        output = []
+        for doc in docs:
+            table = doc.to_array(lookup).astype("uint64").reshape((len(doc), len(lookup)))
+            n = len(attr_ids)
+            is_char = table[:, n + 1] == 1
+            keys = ngram_keys(table[:, n], is_char, trigrams)
+            output.append(model.ops.asarray(numpy.hstack([table[:, :n], keys]), dtype="uint64"))
+        return output, lambda d_output: []
+
+    return Model("char_ngram_features", forward, attrs={"attrs": list(attrs),
+                                                          "trigrams": trigrams})
+
+
+@registry.architectures("spacy-knowfree.CharNgramEmbed.v1")
+def build_char_ngram_embed(
+    width: int,
+    attrs: List[str],
+    rows: List[int],
+    ngram_rows: int = 20000,
+    trigrams: bool = False,
+) -> Model[List[Doc], List[Floats2d]]:
+    """Hash embeddings of token attributes and character n-grams, mixed by a
+    Maxout layer (the shape of spaCy's ``MultiHashEmbed``).
+
+    width (int): output width, and width of every embedding table.
+    attrs (List[str]): token attributes to embed (e.g. ``["ORTH", "SHAPE"]``).
+    rows (List[int]): rows of each attribute's table, one per attribute.
+    ngram_rows (int): rows of each n-gram table (left bigram, right bigram,
+        and the trigram when ``trigrams``).
+    trigrams (bool): also embed the trigram centred on each character.
+    RETURNS (Model[List[Doc], List[Floats2d]]): a vector of ``width`` per token.
+    """
+    checks = [
+        ("width", width, width > 0, "must be positive"),
+        ("rows", rows, len(rows) == len(attrs) and all(r > 0 for r in rows),
+         "needs one positive row count per attribute in 'attrs'"),
+        ("ngram_rows", ngram_rows, ngram_rows > 0, "must be positive"),
+    ]
+    for arg, value, ok, hint in checks:
+        if not ok:
+            raise ValueError(Errors.KF007.format(arg=arg, value=value, hint=hint))
+    table_rows = [*rows, *([ngram_rows] * (3 if trigrams else 2))]
+    embeddings = [HashEmbed(width, n_rows, column=i, seed=8 + i, dropout=0.0)
+                  for i, n_rows in enumerate(table_rows)]
+    return chain(
+        char_ngram_features(attrs, trigrams),
+        cast(Model[List[Ints2d], Ragged], list2ragged()),
+        with_array(concatenate(*embeddings)),
+        with_array(Maxout(width, width * len(embeddings), nP=3, dropout=0.0, normalize=True)),
+        ragged2list(),
+    )
