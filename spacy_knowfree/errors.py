@@ -4,7 +4,7 @@ Code ranges: KF0xx component and model, KF1xx data converters and sampling,
 KF2xx LLM tasks, backends and knowledge sources, KF3xx synthesis and workflow,
 KF4xx analysis (``knowfree analyze``), KF5xx decoding-threshold tuning
 (``knowfree tune-threshold``), KF6xx the command line itself (missing
-extras, unexpected errors).
+extras, unexpected errors; KF61x ``knowfree init``).
 """
 from spacy.errors import ErrorsWithCodes
 
@@ -482,3 +482,26 @@ class Errors(metaclass=ErrorsWithCodes):
     )
     KF602 = "knowfree {command} was interrupted."
 
+    # KF61x: knowfree init (the configs shipped inside the package)
+    KF610 = (
+        "There is no packaged config for {choice}. The packaged {what} configs "
+        "are: {options}."
+    )
+    KF611 = (
+        "{path} exists and was left unchanged. Pass --force to overwrite it, "
+        "or choose another OUTPUT."
+    )
+    KF612 = (
+        "--{key} names no setting of {config}, so it cannot be set. Its "
+        "[vars] and [paths] settings: {known}; any other setting it has "
+        "(e.g. --training.max_steps) can be set the same way."
+    )
+    KF613 = (
+        "The packaged config {name} is missing from the installed "
+        "spacy-knowfree (looked in {path}). Reinstall the package."
+    )
+    KF614 = (
+        "{error} knowfree init {command} takes the options in its --help; "
+        "settings of the config are given as --section.key value (e.g. "
+        "--vars.max_span_width 16)."
+    )

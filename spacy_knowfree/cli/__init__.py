@@ -32,6 +32,7 @@ COMMAND_MODULES: Dict[str, str] = {
     "synthesize": "synthesize",
     "augment": "augment",
     "analyze": "analyze",
+    "init": "init_config",
 }
 # top-level module -> the extra of spacy-knowfree that installs it
 EXTRA_OF_MODULE: Dict[str, str] = {

@@ -3,6 +3,8 @@ import os
 
 import typer
 
+from ..about import __version__
+
 VERBOSE_ENV = "KNOWFREE_VERBOSE"
 _state = {"verbose": False}
 
@@ -25,11 +27,21 @@ def verbose_errors() -> bool:
     return _state["verbose"] or os.environ.get(VERBOSE_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
+def _print_version(value: bool) -> None:
+    """``knowfree --version``: print the package version and exit."""
+    if value:
+        typer.echo(f"spacy-knowfree {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _options(
     verbose: bool = typer.Option(
         False, "--verbose",
         help=f"On an error, also print the traceback (anywhere on the command line; or set {VERBOSE_ENV}=1)."),
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version,
+        help="Print the version of spacy-knowfree and exit."),
 ) -> None:
     """spacy-knowfree: data conversion, sampling, augmentation and analysis."""
     if verbose:

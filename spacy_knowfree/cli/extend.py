@@ -219,8 +219,8 @@ def extend_cli(
     output_path: Path = typer.Argument(..., dir_okay=False, help="Fused .spacy DocBin to write."),
     config_path: Optional[Path] = typer.Option(
         None, "--config", "-c", exists=True, dir_okay=False,
-        help="spaCy config of the knowledge pipeline, e.g. configs/extend_smollm2.cfg or "
-        "configs/extend_openai.cfg (llm components with spacy-knowfree tasks). Settings can be "
+        help="spaCy config of the knowledge pipeline, e.g. one written by knowfree init extend-config "
+        "(--source lexicon|smollm2|openai|lexicon+llm; in a checkout also configs/extend_*.cfg). Settings can be "
         "overridden like in spacy train: --vars.endpoint http://127.0.0.1:8000/v1/chat/completions "
         "--paths.cache cache/llm_replies.jsonl. Default: the offline jieba lexicon."),
     families: List[str] = typer.Option(

@@ -190,7 +190,8 @@ def merge_labels_cli(
     config_path: Optional[Path] = typer.Option(
         None, "--config", "-c", exists=True, dir_okay=False,
         help="Config with the LLM for the one P_merge call: a [model] block (@llm_models = ...), or a "
-        "knowledge pipeline such as configs/extend_openai.cfg (the entities component's model is used). "
+        "knowledge pipeline such as extend_openai.cfg (knowfree init extend-config --source openai; "
+        "the entities component's model is used). "
         "Overrides as in spacy train, e.g. --vars.endpoint http://127.0.0.1:8000/v1/chat/completions."),
     groups_path: Optional[Path] = typer.Option(
         None, "--groups", exists=True, dir_okay=False,
