@@ -430,6 +430,8 @@ class KnowFREE(TrainablePipe):
             self.model.finish_update(sgd)
             return
         self.model.get_ref("tok2vec").finish_update(sgd)
+        if self.model.has_ref("ngram_evidence"):
+            self.model.get_ref("ngram_evidence").finish_update(sgd)
         self._head.finish_update(cast(Optimizer, _ScaledOptimizer(sgd, scale)))
 
     # ------------------------------------------------------------- inference

@@ -150,3 +150,66 @@ def test_token_evidence_trains_nested_spans_and_round_trips(tmp_path):
     loaded = spacy.load(tmp_path / "p")
     for (text, spans), doc in zip(NESTED, loaded.pipe(text for text, _ in NESTED)):
         assert sorted(span_tuples(doc)) == sorted(spans)
+
+
+def test_ngram_feature_keys_follow_the_crf_templates():
+    from spacy_knowfree.layers.ngram_evidence import ngram_feature_keys
+
+    doc = spacy.blank("zh").make_doc("北京大学")
+    o = numpy.asarray([t.orth for t in doc], dtype="uint64")
+    keys = ngram_feature_keys(o)
+    assert keys.shape == (4, 10) and keys.dtype == numpy.uint64
+    # the same character under two templates gives two keys (U+0 of 京, U-1 of 大)
+    assert keys[1, 2] != keys[2, 1]
+    # a template's key depends only on the characters it names: U+0 of 北 in another doc
+    other = spacy.blank("zh").make_doc("北方")
+    assert ngram_feature_keys(numpy.asarray([t.orth for t in other], "uint64"))[0, 2] == keys[0, 2]
+    # the right-edge padding differs from the left-edge padding
+    assert keys[0, 0] != keys[3, 4]
+
+
+def ngram_evidence_model():
+    model = copy.deepcopy(SMALL_MODEL)
+    model["ngram_evidence"] = True
+    model["ngram_buckets"] = 4096
+    model["dropout"] = 0.0
+    return model
+
+
+def test_ngram_evidence_starts_at_zero_and_learns_its_table(tmp_path):
+    nlp = make_nlp(model=ngram_evidence_model(), nested=True)
+    examples = make_examples(nlp, NESTED)
+    nlp.initialize(lambda: examples)
+    model = nlp.get_pipe("knowfree").model
+    wide = model.get_ref("ngram_evidence")
+    n_labels = len(nlp.get_pipe("knowfree").labels)
+    assert wide.get_param("E").shape == (4096, 3 * n_labels)
+    assert not wide.get_param("E").any()
+    assert train(nlp, examples) == 1.0
+    assert wide.get_param("E").any()
+    nlp.to_disk(tmp_path / "p")
+    loaded = spacy.load(tmp_path / "p")
+    numpy.testing.assert_array_equal(loaded.get_pipe("knowfree").model.get_ref(
+        "ngram_evidence").get_param("E"), wide.get_param("E"))
+    for a, b in zip(nlp.pipe(t for t, _ in NESTED), loaded.pipe(t for t, _ in NESTED)):
+        assert span_tuples(a) == span_tuples(b)
+        numpy.testing.assert_array_equal(a.spans["sc"].attrs["scores"],
+                                         b.spans["sc"].attrs["scores"])
+
+
+def test_ngram_evidence_gradient_reaches_the_table_rows_of_the_doc():
+    nlp = make_nlp(model=ngram_evidence_model())
+    examples = make_examples(nlp, FLAT)
+    nlp.initialize(lambda: examples)
+    model = nlp.get_pipe("knowfree").model
+    wide = model.get_ref("ngram_evidence")
+    docs = [eg.predicted for eg in examples[:2]]  # 15 tokens: fewer than the band width (32)
+    logits, backprop = model(docs, is_train=True)
+    d_logits = [numpy.ones_like(y) for y in logits]
+    backprop(d_logits)
+    grad = wide.get_grad("E")
+    # every row touched belongs to a feature of these docs, and there are some
+    from spacy_knowfree.layers.ngram_evidence import _rows
+    touched = set(numpy.concatenate([r.reshape(-1) for r in _rows(wide, docs)]).tolist())
+    nonzero = set(numpy.nonzero(numpy.abs(grad).sum(axis=1))[0].tolist())
+    assert nonzero and nonzero <= touched

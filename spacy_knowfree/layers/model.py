@@ -1,5 +1,5 @@
 """The registered architecture ``spacy-knowfree.KnowFREE.v1``."""
-from typing import List
+from typing import List, Optional
 
 from spacy.tokens import Doc
 from spacy.util import registry
@@ -7,6 +7,7 @@ from thinc.api import Linear, Model, chain, zero_init
 from thinc.types import Floats2d, Floats3d
 
 from ..errors import Errors
+from .ngram_evidence import ngram_evidence as ngram_evidence_layer
 from .span_grid import build_grid_encoder, span_grid_head
 from .torch_grid import KnowFREEGridEncoder
 
@@ -22,6 +23,8 @@ def build_knowfree_model(
     dropout: float = 0.4,
     batch_rows: int = 1024,
     token_evidence: bool = False,
+    ngram_evidence: bool = False,
+    ngram_buckets: int = 262144,
 ) -> Model[List[Doc], List[Floats3d]]:
     """Build the KnowFREE span model (section 3.2 of the paper).
 
@@ -38,6 +41,10 @@ def build_knowfree_model(
     token_evidence (bool): add per-token begin/inside/end scores of every
         label to the span logits (``begin[s] + sum(inside[s..e]) + end[e]``),
         so a long span gathers evidence from all its tokens.
+    ngram_evidence (bool): add the same begin/inside/end scores computed
+        linearly from each token's hashed character n-grams (the features of
+        a character CRF), a "wide" term beside the deep model.
+    ngram_buckets (int): rows of the hashed n-gram weight table.
     RETURNS (Model[List[Doc], List[Floats3d]]): per doc, logits of shape
         (n_tokens, max_span_width, n_labels): cell [i, k] is the span of tokens
         i..i+k, columns are the target labels then the extension labels. The
@@ -57,6 +64,7 @@ def build_knowfree_model(
         ("attention_window", attention_window, attention_window >= 0, "must be >= 0"),
         ("dropout", dropout, 0.0 <= dropout < 1.0, "must be in [0, 1)"),
         ("batch_rows", batch_rows, batch_rows > 0, "must be positive"),
+        ("ngram_buckets", ngram_buckets, ngram_buckets > 0, "must be positive"),
     ]
     for arg, value, ok, hint in checks:
         if not ok:
@@ -76,7 +84,39 @@ def build_knowfree_model(
         # zero-initialised: training starts from the plain span model
         evidence_layer=Linear(init_W=zero_init) if token_evidence else None,
     )
+    if ngram_evidence:
+        return wide_and_deep(tok2vec, ngram_evidence_layer(ngram_buckets), head)
     model = chain(tok2vec, head)
     model.set_ref("tok2vec", tok2vec)
     model.set_ref("head", head)
+    return model
+
+
+def wide_and_deep(tok2vec: Model, wide: Model, head: Model) -> Model[List[Doc], List[Floats3d]]:
+    """Docs -> logits, the head fed with (tok2vec vectors, n-gram evidence)."""
+    return Model("knowfree_wide_and_deep", _wide_and_deep_forward, init=_wide_and_deep_init,
+                 layers=[tok2vec, wide, head],
+                 refs={"tok2vec": tok2vec, "ngram_evidence": wide, "head": head})
+
+
+def _wide_and_deep_forward(model: Model, docs: List[Doc], is_train: bool):
+    vectors, bp_vectors = model.get_ref("tok2vec")(docs, is_train)
+    scores, bp_scores = model.get_ref("ngram_evidence")(docs, is_train)
+    logits, bp_head = model.get_ref("head")((vectors, scores), is_train)
+
+    def backprop(d_logits: List[Floats3d]) -> List[Doc]:
+        d_vectors, d_scores = bp_head(d_logits)
+        bp_scores(d_scores)
+        return bp_vectors(d_vectors)
+
+    return logits, backprop
+
+
+def _wide_and_deep_init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> Model:
+    tok2vec, wide, head = (model.get_ref(name) for name in ("tok2vec", "ngram_evidence", "head"))
+    tok2vec.initialize(X=X)
+    if head.has_dim("nO"):  # set by the component from its labels
+        wide.set_dim("nO", 3 * head.get_dim("nO"), force=True)
+        wide.initialize()
+    head.initialize(X=tok2vec.predict(X) if X is not None else None)
     return model

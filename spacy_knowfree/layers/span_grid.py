@@ -9,7 +9,9 @@ memory is bounded by the group size whatever the document length.
 
 With a token-evidence layer (``token_evidence = true`` in
 ``spacy-knowfree.KnowFREE.v1``), every token also gets three scores per label
-from its vector: begin, inside and end. The logit of span ``s..e`` is then
+from its vector: begin, inside and end; with ``ngram_evidence = true`` the
+same three scores also come from the token's hashed character n-grams
+(``ngram_evidence.py``), and the head's input is (vectors, scores). The logit of span ``s..e`` is then
 ``W_O(grid) + begin[s] + sum(inside[s..e]) + end[e]``: a long span collects
 evidence from every token it covers, as a BIOES tagger does, instead of
 depending on its two ends alone. The sum is taken with prefix sums, so the
@@ -118,6 +120,8 @@ def configure_encoder(model: Model) -> None:
 
 
 def _init(model: Model, X: Optional[InT] = None, Y=None) -> Model:
+    if isinstance(X, tuple):  # (token vectors, n-gram evidence)
+        X = X[0]
     configure_encoder(model)
     output_layer = model.get_ref("output_layer")
     evidence = model.get_ref("evidence_layer") if model.has_ref("evidence_layer") else None
@@ -155,7 +159,12 @@ def _rows(model: Model, X: InT) -> Tuple[Floats2d, Ints1d, Ints1d]:
 
 
 def _forward(model: Model[InT, OutT], X: InT, is_train: bool) -> Tuple[OutT, Callable]:
+    """X: token vectors per doc, or (token vectors, n-gram evidence) per doc
+    (``ngram_evidence = true``: 3 × nO scores per token, see ngram_evidence.py)."""
     ops = model.ops
+    wide = None
+    if isinstance(X, tuple):
+        X, wide = X
     width = int(model.attrs["max_span_width"])
     batch_rows = int(model.attrs["batch_rows"])
     encoder = model.get_ref("encoder")
@@ -183,33 +192,46 @@ def _forward(model: Model[InT, OutT], X: InT, is_train: bool) -> Tuple[OutT, Cal
         if is_train:  # at inference nothing of a group outlives it
             backprops.append((first, last, token_end, features.shape, bp_encoder, bp_output))
         del features, flat, logits, bp_encoder, bp_output
-    bp_evidence = None
-    if model.has_ref("evidence_layer") and n_rows:
-        bp_evidence = _add_token_evidence(model, tokens, Y_flat, n_out, n_columns, is_train)
+    bp_evidence = bp_dense = None
+    evidence = []  # begin/inside/end scores per token: from the vectors, from n-grams
+    if n_rows and model.has_ref("evidence_layer"):
+        dense, bp_dense = model.get_ref("evidence_layer")(tokens, is_train)
+        evidence.append(dense)
+    if n_rows and wide is not None:
+        evidence.append(ops.flatten(wide))
+    if evidence:
+        bp_evidence = _add_token_evidence(model, sum(evidence[1:], evidence[0]), Y_flat, n_out,
+                                          n_columns, is_train)
     Y = ops.unflatten(Y_flat, ops.asarray1i(lengths)) if X else []
 
-    def backprop(dY: OutT) -> InT:
+    def backprop(dY: OutT):
         dY_flat = ops.flatten(dY) if len(dY) else ops.alloc3f(0, width, n_out)
         d_tokens = ops.alloc2f(*tokens.shape)
         for first, last, token_end, shape, bp_encoder, bp_output in backprops:
             d_features = bp_output(dY_flat[first:last].reshape((-1, n_out)))
             d_tokens[first:token_end] += bp_encoder(d_features.reshape(shape))
-        if bp_evidence is not None:
-            d_tokens += bp_evidence(dY_flat)
-        return ops.unflatten(d_tokens, ops.asarray1i(lengths))
+        d_evidence = bp_evidence(dY_flat) if bp_evidence is not None else None
+        if bp_dense is not None:
+            d_tokens += bp_dense(d_evidence)
+        d_X = ops.unflatten(d_tokens, ops.asarray1i(lengths))
+        if wide is None:
+            return d_X
+        if d_evidence is None:
+            d_evidence = ops.alloc2f(n_rows, 3 * n_out)
+        return d_X, ops.unflatten(d_evidence, ops.asarray1i(lengths))
 
     return Y, backprop
 
 
-def _add_token_evidence(model: Model, tokens: Floats2d, Y_flat: Floats3d, n_out: int,
+def _add_token_evidence(model: Model, evidence: Floats2d, Y_flat: Floats3d, n_out: int,
                         n_columns: int, is_train: bool) -> Optional[Callable]:
     """Add ``begin[s] + sum(inside[s..e]) + end[e]`` to every cell of
-    ``Y_flat`` (R, W, n_columns), in place. Cells past a document's end get
-    some value too; they are masked in the loss and at decoding.
-    RETURNS the backprop callback (training) or None."""
+    ``Y_flat`` (R, W, n_columns), in place, from ``evidence`` (R, 3 * n_out):
+    begin, inside and end scores of every label. Cells past a document's end
+    get some value too; they are masked in the loss and at decoding.
+    RETURNS the backprop callback to d_evidence (training) or None."""
     xp = model.ops.xp
     n_rows, width, _ = Y_flat.shape
-    evidence, bp_layer = model.get_ref("evidence_layer")(tokens, is_train)
     begin = evidence[:, :n_columns]
     inside = evidence[:, n_out:n_out + n_columns]
     end = evidence[:, 2 * n_out:2 * n_out + n_columns]
@@ -227,8 +249,9 @@ def _add_token_evidence(model: Model, tokens: Floats2d, Y_flat: Floats3d, n_out:
         # d_at_end[e]: the gradient of every cell whose last token is e
         d_at_end = xp.zeros((n_rows, n_out), dtype=dY.dtype)
         for k in range(width):
-            d_at_end[k:] += dY[:n_rows - k, k]
-            if k:
+            if k < n_rows:
+                d_at_end[k:] += dY[:n_rows - k, k]
+            if k:  # cells past the last token were clipped to it in the forward pass
                 d_at_end[n_rows - 1] += dY[max(n_rows - k, 0):, k].sum(axis=0)
         # inside[t] enters every cell with s <= t <= e: (cells ending at >= t)
         # minus (cells starting after t)
@@ -236,6 +259,6 @@ def _add_token_evidence(model: Model, tokens: Floats2d, Y_flat: Floats3d, n_out:
         starts_after = xp.concatenate([xp.cumsum(d_begin[::-1], axis=0)[::-1][1:],
                                        xp.zeros((1, n_out), dtype=dY.dtype)])
         d_evidence = xp.concatenate([d_begin, ends_from - starts_after, d_at_end], axis=1)
-        return bp_layer(xp.ascontiguousarray(d_evidence, dtype="float32"))
+        return xp.ascontiguousarray(d_evidence, dtype="float32")
 
     return backprop
