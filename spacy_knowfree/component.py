@@ -21,6 +21,9 @@ from .layers.span_grid import configure_encoder
 from .scorer import score_weights_for
 
 SYNTHETIC_FLAG = "knowfree_synthetic"
+# a doc with this flag has no gold annotation: its target columns are out of
+# the loss (not "no entity here"); its extension spans train as usual
+UNLABELED_FLAG = "knowfree_unlabeled"
 # Inference on docs longer than this many tokens runs window by window, with
 # this much context (far more than a CNN tok2vec's receptive field) each side.
 LONG_DOC_ROWS = 2048
@@ -360,8 +363,10 @@ class KnowFREE(TrainablePipe):
         Target columns weigh 1, extension columns ``alpha``; documents flagged
         synthetic weigh ``beta``. Cells past the end of a document are masked,
         and so are the extension columns of documents without
-        ``doc.spans[extension_spans_key]``. The loss is summed over cells and
-        averaged over documents.
+        ``doc.spans[extension_spans_key]`` and the target columns of documents
+        flagged unlabeled (``doc.user_data["knowfree_unlabeled"]``: raw text
+        whose only annotation is its knowledge). The loss is summed over cells
+        and averaged over documents.
         RETURNS (Tuple[float, List[Floats3d]]): the loss and its gradient.
         """
         examples = list(examples)
@@ -396,6 +401,8 @@ class KnowFREE(TrainablePipe):
         column_weights[n_tgt:] = self.cfg["alpha"]
         if self.extension_key not in eg.reference.spans:
             column_weights[n_tgt:] = 0.0
+        if is_unlabeled(eg):
+            column_weights[:n_tgt] = 0.0
         doc_weight = self.cfg["beta"] if is_synthetic(eg) else 1.0
         weights = (
             valid_cells(length, width)[..., None].astype("float32")
@@ -573,6 +580,14 @@ def is_synthetic(eg: Example) -> bool:
     """Whether an example comes from synthetic (LLM-generated) text."""
     return bool(
         eg.reference.user_data.get(SYNTHETIC_FLAG) or eg.predicted.user_data.get(SYNTHETIC_FLAG)
+    )
+
+
+def is_unlabeled(eg: Example) -> bool:
+    """Whether an example is unlabeled text (``doc.user_data["knowfree_unlabeled"]``):
+    only its extension columns train."""
+    return bool(
+        eg.reference.user_data.get(UNLABELED_FLAG) or eg.predicted.user_data.get(UNLABELED_FLAG)
     )
 
 

@@ -222,6 +222,11 @@ class Errors(metaclass=ErrorsWithCodes):
         "knowfree extend stopped after {done} of {total} docs: {error}. Nothing "
         "was written to {output}. {cached}"
     )
+    KF276 = (
+        "knowfree extend --unlabeled: {count} doc(s) of {path} carry gold spans. "
+        "--unlabeled takes their target columns out of the loss, which would throw "
+        "the gold annotation away; extend labelled data without --unlabeled."
+    )
     # KF1xx: data converters and sampling
     KF100 = (
         "{path} is not UTF-8 text ({err}). Re-encode it as UTF-8 (e.g. "
@@ -332,6 +337,26 @@ class Errors(metaclass=ErrorsWithCodes):
     KF125 = (
         "No documents in {path} (read as {format}): the file is empty or "
         "holds only blank lines and comments. Check the path and --format."
+    )
+    # KF126-KF129: raw text (knowfree convert --format text)
+    KF126 = (
+        "{path}:{line}: the text is not UTF-8 ({detail}). Re-encode the file as "
+        "UTF-8 first, e.g. `iconv -f {encoding} -t UTF-8 {path} > OUT.txt` (use "
+        "the file's real encoding), and convert OUT.txt."
+    )
+    KF127 = (
+        "{path} looks like binary data, not text ({detail}). Give a plain-text "
+        "file (one document a line) or JSONL with a '{field}' field; decompress "
+        "or extract archives first."
+    )
+    KF128 = (
+        "{path} holds no text to convert: {detail}. Give a file with one "
+        "document a line, or JSONL records with a non-empty '{field}' field."
+    )
+    KF129 = (
+        "{path}:{line}: expected a JSON object with a string '{field}' field, got "
+        "{got}. Fix this line, name the text field with --text-field, or read "
+        "the file as plain text (--text-format lines)."
     )
 
     # KF20x: LLM tasks and backends (spacy_knowfree.llm_tasks)

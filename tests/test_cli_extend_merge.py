@@ -199,6 +199,23 @@ def test_extend_reports_drops_and_calls_and_a_rerun_comes_from_the_cache(tmp_pat
     assert ext_spans(read_docs(tmp_path / "again.spacy")) == ext_spans(fused)
 
 
+def test_extend_unlabeled_flags_raw_text_and_refuses_gold(tmp_path):
+    nlp = spacy.blank("zh")
+    DocBin(docs=[nlp(text) for text in TEXTS]).to_disk(tmp_path / "raw.spacy")
+    result = runner.invoke(app, ["extend", str(tmp_path / "raw.spacy"), str(tmp_path / "out.spacy"),
+                                 "--unlabeled"])
+    assert result.exit_code == 0, result.output
+    docs = list(DocBin().from_disk(tmp_path / "out.spacy").get_docs(nlp.vocab))
+    assert [d.user_data.get("knowfree_unlabeled") for d in docs] == [True] * len(TEXTS)
+    assert all(len(d.spans[KEY]) for d in docs)  # the lexicon's knowledge is there to train on
+    make_corpus(tmp_path / "gold.spacy")
+    refused = runner.invoke(app, ["extend", str(tmp_path / "gold.spacy"), str(tmp_path / "x.spacy"),
+                                  "--unlabeled"])
+    assert refused.exit_code == 1
+    assert "KF276" in refused.output and "3 doc(s)" in refused.output
+    assert not (tmp_path / "x.spacy").exists()
+
+
 def test_extend_after_a_crash_asks_only_for_the_missing_prompts(tmp_path, fake_llm):
     make_corpus(tmp_path / "train.spacy")
     (tmp_path / "kb.cfg").write_text(EXTEND_CONFIG, encoding="utf8")

@@ -306,3 +306,24 @@ def test_long_docs_are_scored_in_windows_with_identical_logits(trained_flat, mon
     assert long_calls == [len(doc)] and len(windowed) == 2
     numpy.testing.assert_allclose(windowed[0], whole, atol=1e-5)
     numpy.testing.assert_allclose(windowed[1], knowfree.model.predict([short])[0], atol=1e-6)
+
+
+def test_unlabeled_docs_train_only_their_extension_columns():
+    nlp = make_nlp()
+    text = "张三在北京工作。"
+    labelled = make_examples(nlp, [(text, [(0, 2, "PER"), (3, 5, "LOC")])], extension=EXTENSION)
+    unlabeled = make_examples(nlp, [(text, [])], extension=EXTENSION)
+    for eg in unlabeled:
+        del eg.reference.spans["sc"]
+        eg.reference.user_data["knowfree_unlabeled"] = True
+    nlp.initialize(lambda: labelled)
+    pipe = nlp.get_pipe("knowfree")
+    n_tgt = len(pipe.labels)
+    scores = pipe.predict_with_extensions([eg.predicted for eg in labelled])
+    _, (d_labelled,) = pipe.get_loss(labelled, scores)
+    _, (d_unlabeled,) = pipe.get_loss(unlabeled, scores)
+    assert numpy.abs(d_labelled[..., :n_tgt]).sum() > 0
+    assert numpy.abs(d_unlabeled[..., :n_tgt]).sum() == 0  # out of the loss, exactly
+    # the extension columns train the same in both
+    numpy.testing.assert_allclose(d_unlabeled[..., n_tgt:], d_labelled[..., n_tgt:])
+    assert numpy.abs(d_unlabeled[..., n_tgt:]).sum() > 0

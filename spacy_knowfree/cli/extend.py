@@ -13,6 +13,7 @@ from spacy.tokens import Doc, DocBin
 from tqdm import tqdm
 from wasabi import msg
 
+from ..component import UNLABELED_FLAG
 from ..docbin_io import read_docbin
 from ..errors import Errors
 from ._app import app
@@ -231,6 +232,10 @@ def extend_cli(
     retry_failed: bool = typer.Option(
         False, "--retry-failed", help="Ask the LLM again for the prompts recorded in the response cache "
         "as dropped (refused, filtered or empty replies) or cut (too_long)."),
+    unlabeled: bool = typer.Option(
+        False, "--unlabeled", help="Flag every output doc as unlabeled text "
+        "(doc.user_data['knowfree_unlabeled']): the knowfree component trains only its extension "
+        "spans, never its (absent) gold spans. Refused for docs that carry gold spans."),
 ) -> None:
     """Run a knowledge source over the training docs and keep what it writes to
     doc.spans["knowfree_ext"] (the extension spans the knowfree component
@@ -258,6 +263,13 @@ def extend_cli(
         docs = read_docbin(input_path, nlp.vocab)
     except ValueError as err:
         msg.fail(str(err), exits=1)
+    if unlabeled:
+        labelled = sum(1 for doc in docs if any(len(group) for key, group in doc.spans.items()
+                                               if key != EXTENSION_SPANS_KEY))
+        if labelled:
+            msg.fail(Errors.KF276.format(path=input_path, count=labelled), exits=1)
+        for doc in docs:
+            doc.user_data[UNLABELED_FLAG] = True
     labels_before = _label_counts(docs)
     stats_before = _stats_summary(docs)
     out = DocBin(store_user_data=True)
