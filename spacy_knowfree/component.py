@@ -437,9 +437,10 @@ class KnowFREE(TrainablePipe):
             self.model.finish_update(sgd)
             return
         self.model.get_ref("tok2vec").finish_update(sgd)
-        if self.model.has_ref("ngram_evidence"):
-            self.model.get_ref("ngram_evidence").finish_update(sgd)
-        self._head.finish_update(cast(Optimizer, _ScaledOptimizer(sgd, scale)))
+        scaled = cast(Optimizer, _ScaledOptimizer(sgd, scale))
+        self._head.finish_update(scaled)
+        if self.model.has_ref("ngram_evidence"):  # not the encoder: the head's rate
+            self.model.get_ref("ngram_evidence").finish_update(scaled)
 
     # ------------------------------------------------------------- inference
 

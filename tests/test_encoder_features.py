@@ -213,3 +213,12 @@ def test_ngram_evidence_gradient_reaches_the_table_rows_of_the_doc():
     touched = set(numpy.concatenate([r.reshape(-1) for r in _rows(wide, docs)]).tolist())
     nonzero = set(numpy.nonzero(numpy.abs(grad).sum(axis=1))[0].tolist())
     assert nonzero and nonzero <= touched
+
+
+def test_ngram_evidence_is_updated_with_a_scaled_head_rate():
+    nlp = make_nlp(model=ngram_evidence_model(), head_lr_scale=5.0)
+    examples = make_examples(nlp, FLAT)
+    optimizer = nlp.initialize(lambda: examples)
+    wide = nlp.get_pipe("knowfree").model.get_ref("ngram_evidence")
+    nlp.update(examples, sgd=optimizer, drop=0.0)
+    assert wide.get_param("E").any()

@@ -69,7 +69,8 @@ def _rows(model: Model, docs: List[Doc]) -> List[numpy.ndarray]:
     rows = []
     for doc in docs:
         keys = ngram_feature_keys(doc.to_array(ORTH).astype("uint64").reshape(-1))
-        hashed = model.ops.to_numpy(model.ops.hash(keys.reshape(-1), model.attrs["seed"]))
+        hashed = model.ops.to_numpy(model.ops.hash(model.ops.asarray(keys.reshape(-1)),
+                                                   model.attrs["seed"]))
         picked = hashed[:, :N_HASHES].astype("uint64") % n_buckets
         rows.append(picked.reshape(len(doc), -1).astype("int64"))
     return rows
@@ -77,17 +78,17 @@ def _rows(model: Model, docs: List[Doc]) -> List[numpy.ndarray]:
 
 def _forward(model: Model, docs: List[Doc], is_train: bool
              ) -> Tuple[List[Floats2d], Callable]:
+    ops = model.ops
     E = model.get_param("E")
-    rows = _rows(model, docs)
-    outputs = [E[r].sum(axis=1) if len(r) else model.ops.alloc2f(0, E.shape[1]) for r in rows]
+    rows = [ops.xp.asarray(r) for r in _rows(model, docs)]
+    outputs = [E[r].sum(axis=1) if len(r) else ops.alloc2f(0, E.shape[1]) for r in rows]
 
     def backprop(d_outputs: List[Floats2d]) -> List[Doc]:
-        dE = model.ops.alloc2f(*E.shape)
+        dE = ops.alloc2f(*E.shape)
         for r, d in zip(rows, d_outputs):
-            if len(r):
-                numpy.add.at(dE, r.reshape(-1),
-                             numpy.repeat(model.ops.to_numpy(d), r.shape[1], axis=0))
-        model.inc_grad("E", model.ops.asarray2f(dE))
+            if len(r):  # every feature row of a token gets the token's gradient
+                ops.scatter_add(dE, r.reshape(-1), ops.xp.repeat(d, r.shape[1], axis=0))
+        model.inc_grad("E", dE)
         return []
 
     return outputs, backprop
