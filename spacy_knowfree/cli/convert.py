@@ -10,8 +10,8 @@ from tqdm import tqdm
 from wasabi import msg
 
 from ..converters import (
-    BENCHMARKS, DEFAULT_SPANS_KEY, EXTENSION_SPANS_KEY, ReadStats, read_benchmark, read_conll,
-    read_conllu, read_jsonl, read_sighan, write_jsonl, write_labels_file,
+    BENCHMARKS, DEFAULT_SPANS_KEY, EXTENSION_SPANS_KEY, ReadStats, TextStats, read_benchmark,
+    read_conll, read_conllu, read_jsonl, read_sighan, read_text, write_jsonl, write_labels_file,
 )
 from ..docbin_io import read_docbin, write_docbin
 from ..errors import Errors
@@ -23,6 +23,13 @@ class Format(str, Enum):
     conll = "conll"
     sighan = "sighan"
     conllu = "conllu"
+    text = "text"
+
+
+class TextFormat(str, Enum):
+    auto = "auto"
+    lines = "lines"
+    jsonl = "jsonl"
 
 
 _SEPARATORS = {"tab": "\t", "space": " ", "\\t": "\t"}
@@ -46,9 +53,18 @@ def convert_cli(
     lines: Optional[str] = typer.Option(None, "--lines", help="sighan: keep non-empty lines START-END (1-based, inclusive), e.g. 1-1985."),
     tag_field: str = typer.Option("upos", "--tag-field", help="conllu: upos or xpos."),
     space_after: bool = typer.Option(False, "--space-after", help="conllu: keep spaces marked by MISC SpaceAfter (default: text = concatenated FORMs)."),
+    text_format: TextFormat = typer.Option(TextFormat.auto, "--text-format", help="text: lines (one document a line), jsonl (a string field per line) or auto (jsonl for .jsonl/.json or a first line that is a JSON object)."),
+    text_field: str = typer.Option("text", "--text-field", help="text: JSONL field holding the document."),
+    split: bool = typer.Option(False, "--split-sentences", help="text: one doc per sentence (after 。！？!? and '. ', closing quotes kept)."),
+    lang: str = typer.Option("zh", "--lang", help="text: tokenizer language, spacy.blank(LANG); zh = one token per character."),
+    dedup: bool = typer.Option(True, "--dedup/--no-dedup", help="text: drop exact duplicate docs."),
 ) -> None:
     """Convert a data file to a .spacy DocBin of character-tokenized Docs with
-    spans in doc.spans[SPANS_KEY] (and doc.ents where spans do not overlap)."""
+    spans in doc.spans[SPANS_KEY] (and doc.ents where spans do not overlap);
+    --format text reads raw text into Docs without spans."""
+    if fmt == Format.text:
+        _convert_text(input_path, output_path, text_format.value, text_field, split, lang, dedup)
+        return
     stats = ReadStats()
     vocab = Vocab()
     common = {"spans_key": spans_key, "set_ents": set_ents, "stats": stats}
@@ -148,6 +164,39 @@ def print_summary(
     for kind, count in sorted(stats.repairs.items()):
         path, line = stats.repair_lines[kind][0]
         msg.warn(f"Repairs: {count} x {kind} (first: {path}:{line})")
+
+
+def _convert_text(
+    input_path: Path, output_path: Path, text_format: str, text_field: str, split: bool,
+    lang: str, dedup: bool,
+) -> None:
+    """``convert --format text``: read raw text, write the DocBin, print the summary."""
+    msg.info(f"Reading {input_path} (text, {text_format})")
+    try:
+        docs, stats = read_text(input_path, Vocab(), text_format=text_format, text_field=text_field,
+                                split=split, lang=lang, dedup=dedup, progress=True)
+    except ValueError as err:
+        msg.fail(str(err), exits=1)
+    write_docbin(docs, output_path)
+    print_text_summary(stats, f"Wrote {len(docs)} docs to {output_path}", split, text_field)
+
+
+def print_text_summary(stats: TextStats, title: str, split: bool = False, field: str = "text") -> None:
+    """Print docs written, dropped empty and duplicate docs, characters, tokens."""
+    msg.good(title)
+    unit = "sentences" if split else "docs"
+    read_as = f"JSONL, the '{field}' field" if stats.text_format == "jsonl" else "one document a line"
+    msg.text(f"Read {stats.records} lines ({read_as}).")
+    rows = [
+        ("docs written" + (" (sentences)" if split else ""), f"{stats.docs}"),
+        ("dropped empty", f"{stats.empty}"),
+        (f"dropped duplicate {unit}", f"{stats.duplicates}"),
+        ("characters", f"{stats.chars}"),
+        ("tokens", f"{stats.tokens}"),
+        ("longest doc (characters)", f"{stats.longest}"),
+    ]
+    msg.table(rows, divider=False)
+    msg.text("No spans: the docs are unlabeled text.")
 
 
 def _separator(value: Optional[str]) -> Optional[str]:
