@@ -366,7 +366,9 @@ class KnowFREE(TrainablePipe):
         ``doc.spans[extension_spans_key]`` and the target columns of documents
         flagged unlabeled (``doc.user_data["knowfree_unlabeled"]``: raw text
         whose only annotation is its knowledge). The loss is summed over cells
-        and averaged over documents.
+        and averaged over documents; the target columns are averaged over the
+        labelled documents of the batch, so unlabeled text in a batch does not
+        dilute the gold signal (without unlabeled docs both are the same).
         RETURNS (Tuple[float, List[Floats3d]]): the loss and its gradient.
         """
         examples = list(examples)
@@ -376,6 +378,8 @@ class KnowFREE(TrainablePipe):
         total = 0.0
         d_scores = []
         n_out = len(self.labels) + len(self.extension_labels)
+        per_column = numpy.full(n_out, n_docs, dtype="float32")  # the average's denominator
+        per_column[:len(self.labels)] = max(sum(1 for eg in examples if not is_unlabeled(eg)), 1)
         for eg, logits in zip(examples, scores):
             logits = ops.to_numpy(logits)
             if logits.shape[-1] != n_out:
@@ -384,11 +388,11 @@ class KnowFREE(TrainablePipe):
             truth, weights = self._grid_targets(eg, logits.shape)
             # binary cross-entropy with logits, stable form
             loss = numpy.maximum(logits, 0) - logits * truth + numpy.log1p(numpy.exp(-numpy.abs(logits)))
-            total += float((loss * weights).sum())
+            total += float((loss * weights / per_column).sum())
             probs = sigmoid(logits)
-            grad = (probs - truth) * weights / n_docs
+            grad = (probs - truth) * weights / per_column
             d_scores.append(ops.asarray3f(grad.astype("float32")))
-        return total / n_docs, d_scores
+        return total, d_scores
 
     def _grid_targets(
         self, eg: Example, shape: Tuple[int, int, int]

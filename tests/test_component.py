@@ -327,3 +327,10 @@ def test_unlabeled_docs_train_only_their_extension_columns():
     # the extension columns train the same in both
     numpy.testing.assert_allclose(d_unlabeled[..., n_tgt:], d_labelled[..., n_tgt:])
     assert numpy.abs(d_unlabeled[..., n_tgt:]).sum() > 0
+    # in a batch with unlabeled text the labelled doc's target gradient is the
+    # same as in a batch of its own (averaged over labelled docs), and the
+    # extension gradient is averaged over every doc
+    _, (d_mixed_labelled, d_mixed_unlabeled) = pipe.get_loss(labelled + unlabeled, [*scores, *scores])
+    numpy.testing.assert_allclose(d_mixed_labelled[..., :n_tgt], d_labelled[..., :n_tgt])
+    numpy.testing.assert_allclose(d_mixed_labelled[..., n_tgt:], d_labelled[..., n_tgt:] / 2)
+    assert numpy.abs(d_mixed_unlabeled[..., :n_tgt]).sum() == 0
