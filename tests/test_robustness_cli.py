@@ -16,34 +16,15 @@ import torch
 from spacy.tokens import DocBin, Span
 from thinc.shims.pytorch import default_serialize_torch_model
 
-from spacy_knowfree.cli import _app, main
+from spacy_knowfree.cli import _app
 from spacy_knowfree.cli.merge_labels import read_groups_file
 from spacy_knowfree.layers.span_grid import torch_encoder
 from spacy_knowfree.layers.torch_state import deserialize_state_dict
 
+from _cli import BINARY, BOM, quiet, run  # noqa: F401  (quiet: an autouse fixture)
 from _examples import FLAT, make_examples, make_nlp
 
 REPO = Path(__file__).resolve().parent.parent
-BOM = "\ufeff"
-BINARY = bytes(range(256)) * 4  # never valid UTF-8, JSON or a DocBin
-
-
-@pytest.fixture(autouse=True)
-def quiet(monkeypatch):
-    """Errors without tracebacks unless a test asks for one."""
-    monkeypatch.delenv(_app.VERBOSE_ENV, raising=False)
-    _app.set_verbose(False)
-    yield
-    _app.set_verbose(False)
-
-
-def run(capsys, *args) -> Tuple[int, str]:
-    """Run ``knowfree ARGS`` in-process. RETURNS (exit code, stdout + stderr)."""
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    out = capsys.readouterr()
-    code = exit_info.value.code
-    return (0 if code is None else code), out.out + out.err
 
 
 def assert_kf_failure(code: int, output: str, kf: str) -> None:

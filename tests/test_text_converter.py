@@ -11,29 +11,9 @@ import spacy
 from spacy.tokens import DocBin
 from spacy.vocab import Vocab
 
-from spacy_knowfree.cli import _app, main
 from spacy_knowfree.converters import read_text, split_sentences
 
-BOM = "\ufeff"
-BINARY = bytes(range(256)) * 4
-
-
-@pytest.fixture(autouse=True)
-def quiet(monkeypatch):
-    """Errors without tracebacks (as a user sees them)."""
-    monkeypatch.delenv(_app.VERBOSE_ENV, raising=False)
-    _app.set_verbose(False)
-    yield
-    _app.set_verbose(False)
-
-
-def run(capsys, *args) -> Tuple[int, str]:
-    """Run ``knowfree ARGS`` in-process. RETURNS (exit code, stdout + stderr)."""
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    out = capsys.readouterr()
-    code = exit_info.value.code
-    return (0 if code is None else code), out.out + out.err
+from _cli import BINARY, BOM, quiet, run  # noqa: F401  (quiet: an autouse fixture)
 
 
 def _write(path: Path, content: str) -> Path:
