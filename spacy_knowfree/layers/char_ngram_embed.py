@@ -42,6 +42,15 @@ def _mix(left: numpy.ndarray, right: numpy.ndarray) -> numpy.ndarray:
         return (left * _MIX + right) ^ (right >> numpy.uint64(29))
 
 
+def neighbour_keys(orth: numpy.ndarray, offset: int) -> numpy.ndarray:
+    """The uint64 ORTH key ``offset`` tokens away from every token (``_BEFORE``
+    before the first token, ``_AFTER`` past the last)."""
+    pad = abs(offset)
+    padded = numpy.concatenate([[_BEFORE] * pad, orth.astype("uint64"),
+                                [_AFTER] * pad]).astype("uint64")
+    return padded[pad + offset:pad + offset + len(orth)]
+
+
 def ngram_keys(orth: numpy.ndarray, is_char: numpy.ndarray, trigrams: bool) -> numpy.ndarray:
     """(n_tokens, 2 or 3) uint64 keys: left bigram, right bigram[, centred trigram].
 
@@ -50,8 +59,7 @@ def ngram_keys(orth: numpy.ndarray, is_char: numpy.ndarray, trigrams: bool) -> n
         others get ``_NO_NGRAM`` (0) in every column.
     """
     orth = orth.astype("uint64")
-    previous = numpy.concatenate([[_BEFORE], orth[:-1]]).astype("uint64")
-    following = numpy.concatenate([orth[1:], [_AFTER]]).astype("uint64")
+    previous, following = neighbour_keys(orth, -1), neighbour_keys(orth, 1)
     columns = [_mix(previous, orth), _mix(orth, following)]
     if trigrams:
         columns.append(_mix(_mix(previous, orth), following))

@@ -21,7 +21,7 @@ from spacy.tokens import Doc
 from thinc.api import Model
 from thinc.types import Floats2d
 
-from .char_ngram_embed import _AFTER, _BEFORE, _mix
+from .char_ngram_embed import _mix, neighbour_keys
 
 # one salt per feature template, so "U-1=北" and "U+1=北" are different keys
 _TEMPLATES = ("U-2", "U-1", "U+0", "U+1", "U+2", "B-2", "B-1", "B+0", "B+1", "T")
@@ -32,17 +32,12 @@ N_HASHES = 2  # rows summed per feature, against collisions
 
 def ngram_feature_keys(orth: numpy.ndarray) -> numpy.ndarray:
     """(n_tokens, 10) uint64 keys of each token's CRF features (``_TEMPLATES``)."""
-    n = len(orth)
-    padded = numpy.concatenate([[_BEFORE, _BEFORE], orth.astype("uint64"),
-                                [_AFTER, _AFTER]]).astype("uint64")
-
-    def at(offset: int) -> numpy.ndarray:
-        return padded[2 + offset:2 + offset + n]
-
-    columns = [at(offset) for offset in range(-2, 3)]
-    columns += [_mix(at(offset), at(offset + 1)) for offset in range(-2, 2)]
-    columns.append(_mix(_mix(at(-1), at(0)), at(1)))
-    keys = numpy.stack(columns, axis=1) if n else numpy.zeros((0, len(_TEMPLATES)), "uint64")
+    at = {offset: neighbour_keys(orth, offset) for offset in range(-2, 3)}
+    columns = [at[offset] for offset in range(-2, 3)]
+    columns += [_mix(at[offset], at[offset + 1]) for offset in range(-2, 2)]
+    columns.append(_mix(_mix(at[-1], at[0]), at[1]))
+    keys = (numpy.stack(columns, axis=1) if len(orth)
+            else numpy.zeros((0, len(_TEMPLATES)), "uint64"))
     return _mix(keys, numpy.broadcast_to(_SALTS, keys.shape))
 
 
