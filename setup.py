@@ -27,12 +27,12 @@ setup(
     # the two data folders (no __init__.py) are listed as packages of their
     # own, so that setuptools ships them as declared package data
     packages=find_packages(include=["spacy_knowfree", "spacy_knowfree.*"])
-    + ["spacy_knowfree.configs", "spacy_knowfree.llm_tasks.templates"],
+    + ["spacy_knowfree.configs", "spacy_knowfree.llm.tasks.templates"],
     include_package_data=True,
     package_data={
         "spacy_knowfree": ["py.typed"],
         "spacy_knowfree.configs": ["*.cfg"],
-        "spacy_knowfree.llm_tasks.templates": ["*.jinja"],
+        "spacy_knowfree.llm.tasks.templates": ["*.jinja"],
     },
     license_files=["LICENSE"],
     install_requires=[
@@ -67,14 +67,18 @@ setup(
         "lexicon": ["jieba>=0.42"],
         # knowfree analyze (heatmap, t-SNE); the t-SNE embeddings need the llm extra
         "analysis": ["matplotlib>=3.5", "scikit-learn>=1.0"],
-        "test": ["pytest>=7"],
+        "test": ["pytest>=7", "pytest-timeout>=2.1"],
+        # make lint (run by .ci/run): pinned, so that a new release cannot fail CI
+        "lint": ["ruff==0.17.6", "mypy==2.4.1"],
         # benchmarks/accuracy.py --system crf (the classic CRF peer)
         "bench": ["python-crfsuite>=0.9.8"],
+        # knowfree apply / extend --engine ray: Ray Data actors (pyarrow, pandas)
+        "ray": ["ray[data]>=2.9"],
     },
     entry_points={
         "spacy_factories": [
             "knowfree = spacy_knowfree.component:make_knowfree",
-            "knowfree_lexicon = spacy_knowfree.lexicon:make_knowfree_lexicon",
+            "knowfree_lexicon = spacy_knowfree.knowledge.lexicon:make_knowfree_lexicon",
         ],
         "spacy_architectures": [
             "spacy-knowfree.KnowFREE.v1 = spacy_knowfree.layers.model:build_knowfree_model",
@@ -85,19 +89,19 @@ setup(
         ],
         # spacy-llm reads its registries from the thinc_llm_* entry-point groups.
         "thinc_llm_tasks": [
-            "spacy-knowfree.ExtensionEntities.v1 = spacy_knowfree.llm_tasks.entities:make_extension_entities_task",
-            "spacy-knowfree.Segmentation.v1 = spacy_knowfree.llm_tasks.segmentation:make_segmentation_task",
-            "spacy-knowfree.POSTagging.v1 = spacy_knowfree.llm_tasks.pos:make_pos_task",
-            "spacy-knowfree.EntityExplanation.v1 = spacy_knowfree.llm_tasks.explanation:make_entity_explanation_task",
-            "spacy-knowfree.ExtensionDescription.v1 = spacy_knowfree.llm_tasks.explanation:make_extension_description_task",
+            "spacy-knowfree.ExtensionEntities.v1 = spacy_knowfree.llm.tasks.entities.task:make_extension_entities_task",
+            "spacy-knowfree.Segmentation.v1 = spacy_knowfree.llm.tasks.segmentation.task:make_segmentation_task",
+            "spacy-knowfree.POSTagging.v1 = spacy_knowfree.llm.tasks.pos.task:make_pos_task",
+            "spacy-knowfree.EntityExplanation.v1 = spacy_knowfree.llm.tasks.explanation.task:make_entity_explanation_task",
+            "spacy-knowfree.ExtensionDescription.v1 = spacy_knowfree.llm.tasks.explanation.task:make_extension_description_task",
         ],
         "thinc_llm_models": [
-            "spacy-knowfree.OpenAICompatible.v1 = spacy_knowfree.llm_tasks.openai_compatible:make_openai_compatible_model",
-            "spacy-knowfree.LocalCausalLM.v1 = spacy_knowfree.llm_tasks.local_causal_lm:make_local_causal_lm",
+            "spacy-knowfree.OpenAICompatible.v1 = spacy_knowfree.llm.models.openai_compatible:make_openai_compatible_model",
+            "spacy-knowfree.LocalCausalLM.v1 = spacy_knowfree.llm.models.local_causal_lm:make_local_causal_lm",
         ],
         "thinc_llm_misc": [
-            "spacy-knowfree.ResponseCache.v1 = spacy_knowfree.llm_tasks.response_cache:make_response_cache",
-            "spacy-knowfree.CJKTokenEstimator.v1 = spacy_knowfree.llm_tasks.sharding:make_cjk_token_estimator",
+            "spacy-knowfree.ResponseCache.v1 = spacy_knowfree.llm.cache:make_response_cache",
+            "spacy-knowfree.CJKTokenEstimator.v1 = spacy_knowfree.llm.tasks.sharding:make_cjk_token_estimator",
         ],
         "console_scripts": ["knowfree = spacy_knowfree.cli:main"],
     },

@@ -31,10 +31,12 @@ whole grid can be asked for and only the missing runs are trained.
 
     python benchmarks/accuracy.py --dataset weibo --dataset resume --k 250 --k 1000 --k full
 """
+
 import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -52,11 +54,12 @@ except ImportError:  # Windows
 
 import spacy
 import torch
+from spacy.tokens import Doc
 
-from spacy_knowfree.cli.extend import build_knowledge_pipeline
 from spacy_knowfree.converters import read_benchmark
 from spacy_knowfree.docbin_io import read_docbin, write_docbin
-from spacy_knowfree.sampling import sample_kshot
+from spacy_knowfree.knowledge.pipeline import build_knowledge_pipeline
+from spacy_knowfree.sampling import kshot_indices, sample_kshot
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import cpu_name, versions  # noqa: E402
@@ -72,25 +75,57 @@ SYSTEMS = {
     "knowfree+lexicon-ent": ("configs/knowfree_zh_cpu.cfg", "_fused_wo_ent"),
     "knowfree+lexicon-pos": ("configs/knowfree_zh_cpu.cfg", "_fused_wo_pos"),
     "crf": ("benchmarks/crf.py", ""),
+    # the tok2vec pretrained (spacy pretrain, masked characters) on the unlabeled
+    # text of the cell: the training pool minus the K-shot subset, gold removed
+    "knowfree+lexicon+pretrain": ("configs/knowfree_zh_cpu.cfg", "_fused"),
+    "spancat+pretrain": ("configs/spancat_zh_cpu.cfg", ""),
 }
+PRETRAIN_SUFFIX = "+pretrain"
 DEFAULT_SYSTEMS = ["knowfree", "knowfree+lexicon", "spancat", "ner", "crf"]
+# embedding block of the neural systems' tok2vec per encoder name (None: the
+# config's own spacy.MultiHashEmbed.v2 of ORTH and SHAPE)
+_CHAR_NGRAM_BLOCK = """[components.{component}.model.tok2vec.embed]
+@architectures = "spacy-knowfree.CharNgramEmbed.v1"
+width = ${vars.tok2vec_width}
+attrs = ["ORTH", "SHAPE"]
+rows = [8000, 1000]
+ngram_rows = 20000
+trigrams = false
+word_boundaries = {words}
+"""
+ENCODERS: Dict[str, Optional[str]] = {
+    "hash": None,
+    "char_ngram": _CHAR_NGRAM_BLOCK.replace("{words}", "false"),
+    "char_ngram_words": _CHAR_NGRAM_BLOCK.replace("{words}", "true"),
+}
+DEFAULT_ENCODER = "hash"
+# the CRF has no tok2vec: its records name its features instead
+CRF_ENCODER = "crf: character n-grams"
 # systems whose training has no randomness: one run (seed 0) stands for every seed
 DETERMINISTIC = {"crf"}
 _ABLATION_LOCK = threading.Lock()
+_PRETRAIN_LOCK = threading.Lock()
 _RUNS_LOG_LOCK = threading.Lock()
-RunKey = Tuple[str, str, str, int]  # dataset, K, system, seed
+RunKey = Tuple[str, str, str, str, int]  # dataset, K, system, encoder, seed
 
 
-def prepare_corpus(dataset: str, datasets_dir: Path, workdir: Path, ks: List[str],
-                   sample_seed: int, fused: bool = True) -> Path:
+def prepare_corpus(
+    dataset: str,
+    datasets_dir: Path,
+    workdir: Path,
+    ks: List[str],
+    sample_seed: int,
+    fused: bool = True,
+    unlabeled: bool = False,
+) -> Path:
     """Write dev/test and the K-shot train subsets (plain, and lexicon-fused
-    when ``fused``)."""
+    when ``fused``); with ``unlabeled``, also the unlabeled text of each
+    numeric K (``unlabeled_K.jsonl``: the training pool minus the K subset)."""
     corpus = workdir / "corpus" / dataset
     nlp = spacy.blank("zh")
     for split in ("dev", "test"):
         if not (corpus / f"{split}.spacy").exists():
-            write_docbin(read_benchmark(dataset, split, datasets_dir, nlp.vocab, warn=False),
-                         corpus / f"{split}.spacy")
+            write_docbin(read_benchmark(dataset, split, datasets_dir, nlp.vocab, warn=False), corpus / f"{split}.spacy")
     train = None
     numeric = sorted(int(k) for k in ks if k != "full")
     for k in ks:
@@ -113,7 +148,51 @@ def prepare_corpus(dataset: str, datasets_dir: Path, workdir: Path, ks: List[str
         lexicon = lexicon or build_knowledge_pipeline(None, ["SEG", "POS", "ENT"], None)
         docs = read_docbin(corpus / f"train_{k}.spacy", lexicon.vocab)
         write_docbin(list(lexicon.pipe(docs)), fused_path)
+    for size in numeric if unlabeled else []:
+        path = corpus / f"unlabeled_{size}.jsonl"
+        if not path.exists():
+            train = train or read_benchmark(dataset, "train", datasets_dir, nlp.vocab, warn=False)
+            write_unlabeled(train, kshot_indices(len(train), numeric, seed=sample_seed)[size], path)
     return corpus
+
+
+def write_unlabeled(pool: List[Doc], taken: Iterable[int], path: Path) -> int:
+    """The text of the pool's docs outside the K-shot subset ``taken``, one
+    JSON line ``{"text": ...}`` each (no annotation: what ``spacy pretrain``
+    reads). RETURNS the number of lines."""
+    skip = set(taken)
+    held = {pool[i].text for i in skip}
+    texts = [doc.text for i, doc in enumerate(pool) if i not in skip and doc.text not in held]
+    partial = path.with_name(path.name + ".partial")
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    partial.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts), encoding="utf8")
+    os.replace(partial, path)
+    return len(texts)
+
+
+def pretrain_tok2vec(config: Path, raw_text: Path, out: Path, epochs: int) -> Dict:
+    """``spacy pretrain`` the tok2vec of ``config`` on ``raw_text`` (seed 0,
+    ``epochs`` epochs); cached in ``out``, shared by every seed of a cell.
+    RETURNS what the runs record: the weights file, epochs, lines, seconds."""
+    done = out / "pretrain.json"
+    with _PRETRAIN_LOCK:
+        if done.exists():
+            return json.loads(done.read_text())
+        out.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "spacy", "pretrain", str(config), str(out / "weights")]
+        command += ["--paths.raw_text", str(raw_text), "--system.seed", "0"]
+        seconds = run(command + ["--pretraining.max_epochs", str(epochs)], out / "pretrain.log")
+        weights = sorted((out / "weights").glob("model*.bin"), key=lambda path: path.stat().st_mtime)
+        if not weights:
+            raise RuntimeError(f"spacy pretrain wrote no weights, see {out / 'pretrain.log'}")
+        info = {
+            "weights": str(weights[-1]),
+            "epochs": epochs,
+            "seconds": seconds,
+            "raw_text_lines": sum(1 for _ in raw_text.open(encoding="utf8")),
+        }
+        done.write_text(json.dumps(info, indent=2))
+        return info
 
 
 # settings of every ``spacy train``/``spacy evaluate`` this process starts
@@ -121,12 +200,12 @@ def prepare_corpus(dataset: str, datasets_dir: Path, workdir: Path, ks: List[str
 RUN_SETTINGS = {"gpu_id": -1, "threads": 0, "crf_c1": [], "crf_c2": []}
 
 
-def configure_runs(gpu_id: int = -1, threads: int = 0, crf_c1: Sequence[float] = (),
-                   crf_c2: Sequence[float] = ()) -> None:
+def configure_runs(
+    gpu_id: int = -1, threads: int = 0, crf_c1: Sequence[float] = (), crf_c2: Sequence[float] = ()
+) -> None:
     """GPU (-1: CPU) and torch threads per run (0: torch's default); the c1/c2
     values the crf system tries on dev (empty: benchmarks/crf.py's grid)."""
-    RUN_SETTINGS.update(gpu_id=gpu_id, threads=threads, crf_c1=list(crf_c1),
-                        crf_c2=list(crf_c2))
+    RUN_SETTINGS.update(gpu_id=gpu_id, threads=threads, crf_c1=list(crf_c1), crf_c2=list(crf_c2))
 
 
 def run(cmd: List[str], log: Path, on_device: bool = True) -> float:
@@ -145,17 +224,83 @@ def run(cmd: List[str], log: Path, on_device: bool = True) -> float:
     return time.time() - start
 
 
-def train_and_evaluate(system: str, corpus: Path, k: str, seed: int, out: Path,
-                       max_steps: int, eval_frequency: int, patience: int) -> Dict:
-    """One run; returns the metrics (cached in ``out/metrics.json``)."""
+def encoder_config(config: Path, encoder: str, directory: Path) -> Path:
+    """``config`` with the tok2vec embedding block of ``encoder`` (:data:`ENCODERS`),
+    written into ``directory`` (a run's own); ``config`` itself for the config's own encoder."""
+    block = ENCODERS[encoder]
+    if block is None:
+        return config
+    text = config.read_text(encoding="utf8")
+    marker = next((m for m in re.finditer(r"^\[components\.(\w+)\.model\.tok2vec\.embed\]$", text, re.M)), None)
+    if marker is None:
+        raise ValueError(f"{config} has no [components.NAME.model.tok2vec.embed] block to swap")
+    end = text.find("\n[", marker.end())
+    variant = directory / f"{config.stem}.{encoder}.cfg"
+    variant.parent.mkdir(parents=True, exist_ok=True)
+    variant.write_text(
+        text[: marker.start()] + block.replace("{component}", marker.group(1)) + (text[end + 1 :] if end >= 0 else ""),
+        encoding="utf8",
+    )
+    return variant
+
+
+def run_encoder(system: str, encoder: str) -> str:
+    """The encoder a run of ``system`` records (the CRF has none of its own choosing)."""
+    return CRF_ENCODER if system == "crf" else encoder
+
+
+def run_dir(workdir: Path, dataset: str, k: str, system: str, encoder: str, seed: int) -> Path:
+    """Where one run trains (runs of the default encoder keep their old place)."""
+    name = system.replace("+", "_")
+    if system != "crf" and encoder != DEFAULT_ENCODER:
+        name += f"__{encoder}"
+    return workdir / dataset / f"k{k}" / name / f"seed{seed}"
+
+
+def train_and_evaluate(
+    system: str,
+    corpus: Path,
+    k: str,
+    seed: int,
+    out: Path,
+    max_steps: int,
+    eval_frequency: int,
+    patience: int,
+    encoder: str = DEFAULT_ENCODER,
+    pretrain_epochs: int = 10,
+) -> Dict:
+    """One run; returns the metrics (cached in ``out/metrics.json``). A
+    ``+pretrain`` system first pretrains the tok2vec on the cell's unlabeled
+    text (once per dataset, K, config and encoder)."""
     config, variant = SYSTEMS[system]
     train = corpus / f"train_{k}{variant}.spacy"
     if system == "crf":
         return train_crf(train, corpus, out)
     if variant.startswith("_fused_wo_"):
-        write_ablated(corpus / f"train_{k}_fused.spacy", train, variant[len("_fused_wo_"):])
-    return train_on(config, train, corpus, seed, out, max_steps, eval_frequency, patience,
-                    scores_prefix="ents" if system == "ner" else "spans_sc")
+        write_ablated(corpus / f"train_{k}_fused.spacy", train, variant[len("_fused_wo_") :])
+    config_path = encoder_config(ROOT / config, encoder, out)
+    extra: List[str] = []
+    pretrained: Dict = {}
+    if system.endswith(PRETRAIN_SUFFIX):
+        shared = out.parent.parent / "pretrain" / f"{Path(config).stem}__{encoder}__e{pretrain_epochs}"
+        pretrained = pretrain_tok2vec(config_path, corpus / f"unlabeled_{k}.jsonl", shared, pretrain_epochs)
+        extra = ["--paths.init_tok2vec", pretrained["weights"]]
+    metrics = train_on(
+        str(config_path),
+        train,
+        corpus,
+        seed,
+        out,
+        max_steps,
+        eval_frequency,
+        patience,
+        scores_prefix="ents" if system.startswith("ner") else "spans_sc",
+        extra=extra,
+    )
+    if pretrained:
+        metrics["pretrain"] = {**pretrained, "text": f"training pool minus the K={k} subset, gold removed"}
+        metrics["pretrain_epochs"] = pretrain_epochs
+    return {**metrics, "encoder": encoder}
 
 
 def train_crf(train: Path, corpus: Path, out: Path) -> Dict:
@@ -166,14 +311,26 @@ def train_crf(train: Path, corpus: Path, out: Path) -> Dict:
         return json.loads(metrics_path.read_text())
     dev = corpus / "dev.spacy"
     if not dev.exists():
-        raise RuntimeError(f"{corpus}: no dev split; the crf system picks c1/c2 on dev, "
-                           "never on test")
+        raise RuntimeError(f"{corpus}: no dev split; the crf system picks c1/c2 on dev, never on test")
     out.mkdir(parents=True, exist_ok=True)
-    grid = [arg for name in ("c1", "c2") for value in RUN_SETTINGS[f"crf_{name}"]
-            for arg in (f"--{name}", str(value))]
-    run([sys.executable, str(ROOT / SYSTEMS["crf"][0]), "--train", str(train), "--dev", str(dev),
-         "--test", str(corpus / "test.spacy"), "--output", str(out), *grid],
-        out / "train.log", on_device=False)
+    grid = [arg for name in ("c1", "c2") for value in RUN_SETTINGS[f"crf_{name}"] for arg in (f"--{name}", str(value))]
+    run(
+        [
+            sys.executable,
+            str(ROOT / SYSTEMS["crf"][0]),
+            "--train",
+            str(train),
+            "--dev",
+            str(dev),
+            "--test",
+            str(corpus / "test.spacy"),
+            "--output",
+            str(out),
+            *grid,
+        ],
+        out / "train.log",
+        on_device=False,
+    )
     metrics = json.loads(metrics_path.read_text())
     metrics.update(device=f"cpu: {cpu_name()}", finished=time.strftime("%Y-%m-%d %H:%M"))
     metrics_path.write_text(json.dumps(metrics, indent=2))
@@ -191,36 +348,89 @@ def write_ablated(fused: Path, out: Path, family: str) -> None:
         if out.exists():
             return
         partial = out.with_name(f"{out.stem}.{os.getpid()}.partial.spacy")
-        run([sys.executable, "-m", "spacy_knowfree", "filter-extension", str(fused), str(partial),
-             "--drop-family", family.upper()], out.with_suffix(".log"), on_device=False)
+        run(
+            [
+                sys.executable,
+                "-m",
+                "spacy_knowfree",
+                "filter-extension",
+                str(fused),
+                str(partial),
+                "--drop-family",
+                family.upper(),
+            ],
+            out.with_suffix(".log"),
+            on_device=False,
+        )
         os.replace(partial, out)  # atomic: a process beside this one sees all or nothing
 
 
-def train_on(config: str, train: Path, corpus: Path, seed: int, out: Path, max_steps: int,
-             eval_frequency: int, patience: int, scores_prefix: str = "spans_sc") -> Dict:
-    """Train ``config`` on ``train``, evaluate on the test split; cached in ``out/metrics.json``."""
+def train_on(
+    config: str,
+    train: Path,
+    corpus: Path,
+    seed: int,
+    out: Path,
+    max_steps: int,
+    eval_frequency: int,
+    patience: int,
+    scores_prefix: str = "spans_sc",
+    extra: Sequence[str] = (),
+) -> Dict:
+    """Train ``config`` on ``train`` (``extra``: more ``spacy train`` arguments),
+    evaluate on the test split; cached in ``out/metrics.json``."""
     metrics_path = out / "metrics.json"
     if metrics_path.exists():
         return json.loads(metrics_path.read_text())
     out.mkdir(parents=True, exist_ok=True)
     train_seconds = run(
-        [sys.executable, "-m", "spacy", "train", config, "--output", str(out / "model"),
-         "--paths.train", str(train), "--paths.dev", str(corpus / "dev.spacy"),
-         "--system.seed", str(seed), "--training.max_steps", str(max_steps),
-         "--training.eval_frequency", str(eval_frequency),
-         "--training.patience", str(patience)],
+        [
+            sys.executable,
+            "-m",
+            "spacy",
+            "train",
+            config,
+            "--output",
+            str(out / "model"),
+            "--paths.train",
+            str(train),
+            "--paths.dev",
+            str(corpus / "dev.spacy"),
+            "--system.seed",
+            str(seed),
+            "--training.max_steps",
+            str(max_steps),
+            "--training.eval_frequency",
+            str(eval_frequency),
+            "--training.patience",
+            str(patience),
+            *extra,
+        ],
         out / "train.log",
     )
-    run([sys.executable, "-m", "spacy", "evaluate", str(out / "model" / "model-best"),
-         str(corpus / "test.spacy"), "--output", str(out / "evaluate.json")],
-        out / "evaluate.log")
+    run(
+        [
+            sys.executable,
+            "-m",
+            "spacy",
+            "evaluate",
+            str(out / "model" / "model-best"),
+            str(corpus / "test.spacy"),
+            "--output",
+            str(out / "evaluate.json"),
+        ],
+        out / "evaluate.log",
+    )
     scores = json.loads((out / "evaluate.json").read_text())
     metrics = {
-        "p": scores[f"{scores_prefix}_p"], "r": scores[f"{scores_prefix}_r"],
+        "p": scores[f"{scores_prefix}_p"],
+        "r": scores[f"{scores_prefix}_r"],
         "f": scores[f"{scores_prefix}_f"],
         "train_seconds": train_seconds,
         "device": device_name(),
-        "max_steps": max_steps, "eval_frequency": eval_frequency, "patience": patience,
+        "max_steps": max_steps,
+        "eval_frequency": eval_frequency,
+        "patience": patience,
         "finished": time.strftime("%Y-%m-%d %H:%M"),
     }
     metrics_path.write_text(json.dumps(metrics, indent=2))
@@ -236,7 +446,13 @@ def read_runs_log(path: Path) -> Dict[RunKey, Dict]:
                 continue
             try:
                 record = json.loads(line)
-                key = (record["dataset"], str(record["k"]), record["system"], int(record["seed"]))
+                key = (
+                    record["dataset"],
+                    str(record["k"]),
+                    record["system"],
+                    record.get("encoder", DEFAULT_ENCODER),
+                    int(record["seed"]),
+                )
             except (ValueError, KeyError, TypeError) as err:
                 sys.exit(f"{path}, line {number}: not a run record ({err}); fix or delete the line")
             runs[key] = record
@@ -264,13 +480,20 @@ def record_runs(path: Path, finished: Iterable[Tuple[RunKey, Dict]]) -> None:
     """Add or replace the records of ``finished`` runs in the runs log (rewritten atomically)."""
     with runs_log_lock(path):
         runs = read_runs_log(path)
-        for (dataset, k, system, seed), metrics in finished:
-            runs[(dataset, k, system, seed)] = {
-                "dataset": dataset, "k": k, "system": system, "seed": seed, **metrics}
+        for (dataset, k, system, encoder, seed), metrics in finished:
+            runs[(dataset, k, system, encoder, seed)] = {
+                "dataset": dataset,
+                "k": k,
+                "system": system,
+                "seed": seed,
+                **metrics,
+                "encoder": encoder,
+            }
         ordered = sorted(runs.items(), key=lambda item: run_order(item[0]))
         partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        partial.write_text("".join(json.dumps(record, ensure_ascii=False) + "\n"
-                                   for _, record in ordered), encoding="utf8")
+        partial.write_text(
+            "".join(json.dumps(record, ensure_ascii=False) + "\n" for _, record in ordered), encoding="utf8"
+        )
         os.replace(partial, path)
 
 
@@ -279,24 +502,28 @@ def is_recorded(record: Optional[Dict], settings: Dict[str, int]) -> bool:
     (max_steps, eval_frequency, patience; a record without a setting matches it)."""
     if record is not None and record["system"] in DETERMINISTIC:
         return True  # no training steps to match
-    return record is not None and all(record.get(name, value) == value
-                                      for name, value in settings.items())
+    return record is not None and all(record.get(name, value) == value for name, value in settings.items())
 
 
 def run_order(key: RunKey) -> Tuple:
-    """Sort runs by dataset, K (numeric, then full), system and seed."""
-    dataset, k, system, seed = key
-    return (dataset, (0, int(k)) if k.isdigit() else (1, 0), system, seed)
+    """Sort runs by dataset, K (numeric, then full), system, encoder and seed."""
+    dataset, k, system, encoder, seed = key
+    return (dataset, (0, int(k)) if k.isdigit() else (1, 0), system, encoder, seed)
 
 
-def read_table_rows(path: Path) -> Dict[Tuple[str, str, str], Tuple[str, ...]]:
-    """Rows of a table this script wrote: (dataset, K, system) -> the row's cells."""
+def read_table_rows(path: Path) -> Dict[Tuple[str, str, str, str], Tuple[str, ...]]:
+    """Rows of a table this script wrote: (dataset, K, system, encoder) -> the
+    row's cells (tables written before the encoder column: the default encoder)."""
     rows = {}
     if path.exists():
         for line in path.read_text(encoding="utf8").splitlines():
             cells = tuple(cell.strip() for cell in line.strip().strip("|").split("|"))
-            if line.startswith("| ") and len(cells) == 9 and cells[0] not in ("dataset", "---"):
-                rows[cells[:3]] = cells
+            if not line.startswith("| ") or cells[0] in ("dataset", "---"):
+                continue
+            if len(cells) == 9:
+                cells = cells[:3] + (CRF_ENCODER if cells[2] == "crf" else DEFAULT_ENCODER,) + cells[3:]
+            if len(cells) == 10:
+                rows[cells[:4]] = cells
     return rows
 
 
@@ -329,15 +556,19 @@ def header(argv: List[str], report_only: bool = False) -> List[str]:
         f"- command: `python {' '.join(argv)}`",
         f"- date: {time.strftime('%Y-%m-%d %H:%M')}",
         f"- versions: {versions()}",
-        (f"- machine: read from finished runs (see 'trained on'); table written on {cpu}"
-         if report_only else
-         f"- machine: {cpu} ({os.cpu_count()} cores), {platform.system()}; runs on "
-         f"{device_name()}, {torch_threads(RUN_SETTINGS['threads'] or torch.get_num_threads())} "
-         "each"),
+        (
+            f"- machine: read from finished runs (see 'trained on'); table written on {cpu}"
+            if report_only
+            else f"- machine: {cpu} ({os.cpu_count()} cores), {platform.system()}; runs on "
+            f"{device_name()}, {torch_threads(RUN_SETTINGS['threads'] or torch.get_num_threads())} "
+            "each"
+        ),
         "- all systems: character tokens, the same K-shot subsets (seeded, 250 ⊂ 500 ⊂ 1000) "
         "and dev/test splits; the neural systems share one CNN tok2vec (configs/*_zh_cpu.cfg), "
         "`crf` is CRFsuite on character n-gram features (benchmarks/crf.py, c1/c2 picked on "
-        "dev, one deterministic run); test P/R/F1 in %, mean ± sd over seeds. MSR/PKU: training "
+        "dev, one deterministic run); `encoder` names the tok2vec's embedding (`hash`: "
+        "spaCy's MultiHashEmbed of ORTH and SHAPE; `char_ngram`: + character bigrams; "
+        "`char_ngram_words`: + jieba word-boundary features); test P/R/F1 in %, mean ± sd over seeds. MSR/PKU: training "
         "pool and dev/test cut from the gold test file (see ../shared/datasets/README.md), not "
         "the official training data.",
         "",
@@ -346,78 +577,125 @@ def header(argv: List[str], report_only: bool = False) -> List[str]:
 
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--dataset", action="append", required=True,
-                        help="weibo, resume, msr, pku, ud_zh (repeatable)")
+    parser.add_argument("--dataset", action="append", required=True, help="weibo, resume, msr, pku, ud_zh (repeatable)")
     parser.add_argument("--k", action="append", default=None, help="250, 500, 1000 or full")
-    parser.add_argument("--system", action="append", default=None, choices=list(SYSTEMS),
-                        help=f"default: {', '.join(DEFAULT_SYSTEMS)}; the ablations "
-                             "knowfree+lexicon-ent/-pos on request")
+    parser.add_argument(
+        "--system",
+        action="append",
+        default=None,
+        choices=list(SYSTEMS),
+        help=f"default: {', '.join(DEFAULT_SYSTEMS)}; the ablations knowfree+lexicon-ent/-pos on request",
+    )
     parser.add_argument("--seed", action="append", type=int, default=None)
+    parser.add_argument(
+        "--encoder",
+        choices=list(ENCODERS),
+        default=DEFAULT_ENCODER,
+        help="tok2vec embedding of the neural systems (default: the configs' own)",
+    )
+    parser.add_argument(
+        "--pretrain-epochs",
+        type=int,
+        default=10,
+        help="spacy pretrain epochs of the +pretrain systems (masked characters, on the cell's unlabeled text)",
+    )
     parser.add_argument("--max-steps", type=int, default=2000)
     parser.add_argument("--eval-frequency", type=int, default=200)
-    parser.add_argument("--patience", type=int, default=0,
-                        help="spacy train patience; 0 (default): every run trains max-steps "
-                             "(an early stop can end a run that has not started predicting yet)")
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=0,
+        help="spacy train patience; 0 (default): every run trains max-steps "
+        "(an early stop can end a run that has not started predicting yet)",
+    )
     parser.add_argument("--datasets-dir", type=Path, default=ROOT.parent / "shared" / "datasets")
     parser.add_argument("--workdir", type=Path, default=ROOT / "benchmarks" / "runs")
-    parser.add_argument("--output", type=Path,
-                        default=ROOT / "benchmarks" / "results" / "accuracy.md")
-    parser.add_argument("--report-only", action="store_true",
-                        help="Train nothing: write the table from the finished runs only")
-    parser.add_argument("--rerun", action="store_true",
-                        help="train runs the runs log already holds (by default they are "
-                             "skipped; a run directory in --workdir is still reused)")
+    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "accuracy.md")
+    parser.add_argument(
+        "--report-only", action="store_true", help="Train nothing: write the table from the finished runs only"
+    )
+    parser.add_argument(
+        "--rerun",
+        action="store_true",
+        help="train runs the runs log already holds (by default they are "
+        "skipped; a run directory in --workdir is still reused)",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="trainings run at once")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch threads of each training (0: torch's default)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads of each training (0: torch's default)")
     parser.add_argument("--gpu-id", type=int, default=-1, help="GPU of the runs (-1: CPU)")
-    parser.add_argument("--crf-c1", type=float, action="append", default=[],
-                        help="c1 values the crf system tries on dev (default: crf.py's grid; "
-                             "the chosen values and the grid are recorded per run)")
-    parser.add_argument("--crf-c2", type=float, action="append", default=[],
-                        help="c2 values the crf system tries on dev (default: crf.py's grid)")
-    parser.add_argument("--runs-log", type=Path,
-                        default=ROOT / "benchmarks" / "results" / "accuracy_runs.jsonl",
-                        help="one JSON line per finished run; the table is built from it and "
-                             "from --workdir")
-    parser.add_argument("--notes", type=Path, default=None,
-                        help="markdown file appended under the table (how the runs were made)")
+    parser.add_argument(
+        "--crf-c1",
+        type=float,
+        action="append",
+        default=[],
+        help="c1 values the crf system tries on dev (default: crf.py's grid; "
+        "the chosen values and the grid are recorded per run)",
+    )
+    parser.add_argument(
+        "--crf-c2",
+        type=float,
+        action="append",
+        default=[],
+        help="c2 values the crf system tries on dev (default: crf.py's grid)",
+    )
+    parser.add_argument(
+        "--runs-log",
+        type=Path,
+        default=ROOT / "benchmarks" / "results" / "accuracy_runs.jsonl",
+        help="one JSON line per finished run; the table is built from it and from --workdir",
+    )
+    parser.add_argument(
+        "--notes", type=Path, default=None, help="markdown file appended under the table (how the runs were made)"
+    )
     args = parser.parse_args(argv)
     configure_runs(args.gpu_id, args.threads, args.crf_c1, args.crf_c2)
     ks = args.k or ["250", "1000"]
     systems = args.system or DEFAULT_SYSTEMS
     seeds = args.seed or [0]
-    cells: List[Tuple[str, str, str, List[Path]]] = []
+    cells: List[Tuple[str, str, str, str, List[Path]]] = []
     jobs = []
     logged = read_runs_log(args.runs_log)
-    settings = {"max_steps": args.max_steps, "eval_frequency": args.eval_frequency,
-                "patience": args.patience}
+    settings = {
+        "max_steps": args.max_steps,
+        "eval_frequency": args.eval_frequency,
+        "patience": args.patience,
+        "pretrain_epochs": args.pretrain_epochs,
+    }
     skipped = 0
     for dataset in args.dataset:
         corpus = args.workdir / "corpus" / dataset  # written by prepare_corpus below
         for k in ks:
             for system in systems:
-                outs = [args.workdir / dataset / f"k{k}" / system.replace("+", "_") / f"seed{seed}"
-                        for seed in run_seeds(system, seeds)]
-                cells.append((dataset, k, system, outs))
+                encoder = run_encoder(system, args.encoder)
+                outs = [run_dir(args.workdir, dataset, k, system, encoder, seed) for seed in run_seeds(system, seeds)]
+                cells.append((dataset, k, system, encoder, outs))
                 if args.report_only:
                     continue
                 for seed, out in zip(run_seeds(system, seeds), outs):
-                    if not args.rerun and is_recorded(logged.get((dataset, k, system, seed)),
-                                                      settings):
+                    if not args.rerun and is_recorded(logged.get((dataset, k, system, encoder, seed)), settings):
                         skipped += 1
                     else:
                         jobs.append((system, corpus, k, seed, out))
     if skipped:
-        print(f"{skipped} run(s) already in {args.runs_log} with these settings are not "
-              "trained again (--rerun to train them)", flush=True)
+        print(
+            f"{skipped} run(s) already in {args.runs_log} with these settings are not "
+            "trained again (--rerun to train them)",
+            flush=True,
+        )
     for dataset in args.dataset:  # corpora only for the runs that will train
         to_train = {k for _, corpus, k, _, _ in jobs if corpus.name == dataset}
-        fused = any(SYSTEMS[system][1] for system, corpus, _, _, _ in jobs
-                    if corpus.name == dataset)
+        fused = any(SYSTEMS[system][1] for system, corpus, _, _, _ in jobs if corpus.name == dataset)
+        unlabeled = any(system.endswith(PRETRAIN_SUFFIX) for system, corpus, _, _, _ in jobs if corpus.name == dataset)
         if to_train:
-            prepare_corpus(dataset, args.datasets_dir, args.workdir,
-                           [k for k in ks if k in to_train], sample_seed=0, fused=fused)
+            prepare_corpus(
+                dataset,
+                args.datasets_dir,
+                args.workdir,
+                [k for k in ks if k in to_train],
+                sample_seed=0,
+                fused=fused,
+                unlabeled=unlabeled,
+            )
 
     def one(job) -> Optional[str]:
         """Train and evaluate one run; RETURNS why it failed, or None."""
@@ -425,12 +703,22 @@ def main(argv: Optional[List[str]] = None) -> None:
         name = f"[{corpus.name} K={k} {system} seed={seed}]"
         print(f"{name} started", flush=True)
         try:
-            metrics = train_and_evaluate(system, corpus, k, seed, out, args.max_steps,
-                                         args.eval_frequency, args.patience)
+            metrics = train_and_evaluate(
+                system,
+                corpus,
+                k,
+                seed,
+                out,
+                args.max_steps,
+                args.eval_frequency,
+                args.patience,
+                encoder=args.encoder,
+                pretrain_epochs=args.pretrain_epochs,
+            )
         except RuntimeError as err:  # one failed run does not stop the others
             print(f"{name} FAILED: {err}", flush=True)
             return f"{name} {err}"
-        record_runs(args.runs_log, [((corpus.name, k, system, seed), metrics)])
+        record_runs(args.runs_log, [((corpus.name, k, system, run_encoder(system, args.encoder), seed), metrics)])
         print(f"{name} F1 {100 * metrics['f']:.2f}", flush=True)
         return None
 
@@ -438,42 +726,57 @@ def main(argv: Optional[List[str]] = None) -> None:
         failures = [failure for failure in pool.map(one, jobs) if failure]
     # finished runs in --workdir that the log lacks (e.g. trained before it existed)
     recorded = read_runs_log(args.runs_log)
-    unrecorded = [((dataset, k, system, seed), json.loads((out / "metrics.json").read_text()))
-                  for dataset, k, system, outs in cells
-                  for seed, out in zip(run_seeds(system, seeds), outs)
-                  if (dataset, k, system, seed) not in recorded
-                  and (out / "metrics.json").exists()]
+    unrecorded = [
+        ((dataset, k, system, encoder, seed), json.loads((out / "metrics.json").read_text()))
+        for dataset, k, system, encoder, outs in cells
+        for seed, out in zip(run_seeds(system, seeds), outs)
+        if (dataset, k, system, encoder, seed) not in recorded and (out / "metrics.json").exists()
+    ]
     if unrecorded:
         record_runs(args.runs_log, unrecorded)
         recorded = read_runs_log(args.runs_log)
     previous = read_table_rows(args.output)
     rows = []
-    for dataset, k, system, outs in cells:
-        results = [recorded[(dataset, k, system, seed)] for seed in run_seeds(system, seeds)
-                   if (dataset, k, system, seed) in recorded]
-        if not results and (dataset, k, system) in previous:
-            rows.append(previous[(dataset, k, system)])  # runs made before the log existed
+    for dataset, k, system, encoder, _outs in cells:
+        results = [
+            recorded[(dataset, k, system, encoder, seed)]
+            for seed in run_seeds(system, seeds)
+            if (dataset, k, system, encoder, seed) in recorded
+        ]
+        if not results and (dataset, k, system, encoder) in previous:
+            rows.append(previous[(dataset, k, system, encoder)])  # runs made before the log existed
         elif results:
             devices = sorted({r.get("device", "cpu") for r in results})
-            devices += sorted({r["trained_on"] for r in results
-                               if r.get("trained_on", "all gold spans") != "all gold spans"})
-            rows.append((dataset, k, system, str(len(results)), mean_sd([r["p"] for r in results]),
-                         mean_sd([r["r"] for r in results]), mean_sd([r["f"] for r in results]),
-                         f"{statistics.mean(r['train_seconds'] for r in results):.0f}",
-                         ", ".join(devices)))
+            devices += sorted(
+                {r["trained_on"] for r in results if r.get("trained_on", "all gold spans") != "all gold spans"}
+            )
+            rows.append(
+                (
+                    dataset,
+                    k,
+                    system,
+                    encoder,
+                    str(len(results)),
+                    mean_sd([r["p"] for r in results]),
+                    mean_sd([r["r"] for r in results]),
+                    mean_sd([r["f"] for r in results]),
+                    f"{statistics.mean(r['train_seconds'] for r in results):.0f}",
+                    ", ".join(devices),
+                )
+            )
     notes = args.notes.read_text(encoding="utf8") if args.notes else ""
-    write_table(args.output, sys.argv if argv is None else ["benchmarks/accuracy.py", *argv], rows,
-                notes, args.report_only)
+    write_table(
+        args.output, sys.argv if argv is None else ["benchmarks/accuracy.py", *argv], rows, notes, args.report_only
+    )
     print(args.output.read_text())
     if failures:
         sys.exit("failed runs:\n" + "\n".join(failures))
 
 
-def write_table(path: Path, argv: List[str], rows, notes: str = "",
-                report_only: bool = False) -> None:
+def write_table(path: Path, argv: List[str], rows, notes: str = "", report_only: bool = False) -> None:
     lines = header(argv, report_only)
-    lines.append("| dataset | K | system | seeds | P | R | F1 | train s | trained on |")
-    lines.append("|---|---|---|---:|---:|---:|---:|---:|---|")
+    lines.append("| dataset | K | system | encoder | seeds | P | R | F1 | train s | trained on |")
+    lines.append("|---|---|---|---|---:|---:|---:|---:|---:|---|")
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     if notes:
         lines += ["", notes.rstrip()]

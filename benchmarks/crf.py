@@ -30,6 +30,7 @@ per cell stands for its seeds. Needs ``pip install "spacy-knowfree[bench]"``
 
     python benchmarks/crf.py --train train.spacy --dev dev.spacy --test test.spacy --output out/
 """
+
 import argparse
 import json
 import sys
@@ -49,8 +50,7 @@ from spacy_knowfree.docbin_io import read_docbin
 C1_GRID = (0.0, 0.05, 0.2)
 C2_GRID = (0.01, 0.1, 1.0)
 MAX_ITERATIONS = 300
-FEATURES = ("bias, character type, unigrams in a ±2 window, bigrams in a ±2 window, "
-            "the centred trigram")
+FEATURES = "bias, character type, unigrams in a ±2 window, bigrams in a ±2 window, the centred trigram"
 SpanTuple = Tuple[int, int, str]  # start, end (exclusive), label
 
 
@@ -60,8 +60,7 @@ def char_type(text: str) -> str:
         return "other"
     ch = text[0]
     code = ord(ch)
-    if 0x3400 <= code <= 0x4DBF or 0x4E00 <= code <= 0x9FFF or 0xF900 <= code <= 0xFAFF \
-            or 0x20000 <= code <= 0x2FFFF:
+    if 0x3400 <= code <= 0x4DBF or 0x4E00 <= code <= 0x9FFF or 0xF900 <= code <= 0xFAFF or 0x20000 <= code <= 0x2FFFF:
         return "Han"
     folded = unicodedata.normalize("NFKC", ch)  # full-width digits and letters
     if folded.isdigit():
@@ -75,6 +74,7 @@ def char_type(text: str) -> str:
 
 def token_features(chars: Sequence[str], i: int) -> List[str]:
     """The CRF features of position ``i`` of ``chars`` (see the module docstring)."""
+
     def at(j: int) -> str:
         if j < 0:
             return "<s>"
@@ -158,8 +158,14 @@ def _crfsuite():
     return pycrfsuite
 
 
-def train_crf(docs: Sequence[Doc], model_path: Path, c1: float, c2: float,
-              max_iterations: int = MAX_ITERATIONS, spans_key: str = "sc") -> int:
+def train_crf(
+    docs: Sequence[Doc],
+    model_path: Path,
+    c1: float,
+    c2: float,
+    max_iterations: int = MAX_ITERATIONS,
+    spans_key: str = "sc",
+) -> int:
     """Train a CRF on ``docs`` into ``model_path``; RETURNS the number of gold
     spans left out because they overlap a longer one (nested data)."""
     pycrfsuite = _crfsuite()
@@ -169,8 +175,7 @@ def train_crf(docs: Sequence[Doc], model_path: Path, c1: float, c2: float,
         spans, n_dropped = flat_spans(gold_spans(doc, spans_key))
         dropped += n_dropped
         trainer.append(doc_features(doc), spans_to_bioes(len(doc), spans))
-    trainer.set_params({"c1": c1, "c2": c2, "max_iterations": max_iterations,
-                        "feature.possible_transitions": True})
+    trainer.set_params({"c1": c1, "c2": c2, "max_iterations": max_iterations, "feature.possible_transitions": True})
     trainer.train(str(model_path))
     return dropped
 
@@ -180,14 +185,12 @@ def predict_spans(model_path: Path, docs: Sequence[Doc]) -> List[List[SpanTuple]
     tagger = _crfsuite().Tagger()
     tagger.open(str(model_path))
     try:
-        return [bioes_to_spans(tagger.tag(doc_features(doc))) if len(doc) else []
-                for doc in docs]
+        return [bioes_to_spans(tagger.tag(doc_features(doc))) if len(doc) else [] for doc in docs]
     finally:
         tagger.close()
 
 
-def score(docs: Sequence[Doc], predicted: Sequence[List[SpanTuple]],
-          spans_key: str = "sc") -> Dict[str, float]:
+def score(docs: Sequence[Doc], predicted: Sequence[List[SpanTuple]], spans_key: str = "sc") -> Dict[str, float]:
     """Exact span P/R/F of ``predicted`` against the gold spans of ``docs``
     (spaCy's ``Scorer.score_spans``, as the knowfree scorer uses)."""
     examples = []
@@ -195,17 +198,29 @@ def score(docs: Sequence[Doc], predicted: Sequence[List[SpanTuple]],
         pred = Doc(doc.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc])
         pred.spans[spans_key] = [Span(pred, start, end, label=label) for start, end, label in spans]
         examples.append(Example(pred, doc))
-    scores = Scorer.score_spans(examples, attr=f"spans_{spans_key}",
-                                getter=lambda doc, _attr: doc.spans.get(spans_key, []),
-                                has_annotation=lambda doc: spans_key in doc.spans,
-                                allow_overlap=True)
-    return {"p": scores[f"spans_{spans_key}_p"] or 0.0, "r": scores[f"spans_{spans_key}_r"] or 0.0,
-            "f": scores[f"spans_{spans_key}_f"] or 0.0}
+    scores = Scorer.score_spans(
+        examples,
+        attr=f"spans_{spans_key}",
+        getter=lambda doc, _attr: doc.spans.get(spans_key, []),
+        has_annotation=lambda doc: spans_key in doc.spans,
+        allow_overlap=True,
+    )
+    return {
+        "p": scores[f"spans_{spans_key}_p"] or 0.0,
+        "r": scores[f"spans_{spans_key}_r"] or 0.0,
+        "f": scores[f"spans_{spans_key}_f"] or 0.0,
+    }
 
 
-def select_and_score(train: Sequence[Doc], dev: Sequence[Doc], test: Sequence[Doc], workdir: Path,
-                     c1_grid: Sequence[float] = C1_GRID, c2_grid: Sequence[float] = C2_GRID,
-                     max_iterations: int = MAX_ITERATIONS) -> Dict:
+def select_and_score(
+    train: Sequence[Doc],
+    dev: Sequence[Doc],
+    test: Sequence[Doc],
+    workdir: Path,
+    c1_grid: Sequence[float] = C1_GRID,
+    c2_grid: Sequence[float] = C2_GRID,
+    max_iterations: int = MAX_ITERATIONS,
+) -> Dict:
     """Train one CRF per (c1, c2), pick the best on dev, score it on test.
     RETURNS the run record: test p/r/f, the chosen c1/c2, every dev score, seconds."""
     if not dev:
@@ -221,8 +236,7 @@ def select_and_score(train: Sequence[Doc], dev: Sequence[Doc], test: Sequence[Do
             seconds = time.time() - start
             dev_scores = score(dev, predict_spans(path, dev))
             grid.append({"c1": c1, "c2": c2, "dev_f": dev_scores["f"], "train_seconds": seconds})
-            print(f"c1={c1} c2={c2}: dev F1 {100 * dev_scores['f']:.2f} ({seconds:.1f} s)",
-                  flush=True)
+            print(f"c1={c1} c2={c2}: dev F1 {100 * dev_scores['f']:.2f} ({seconds:.1f} s)", flush=True)
             if best is None or dev_scores["f"] > best[0]:  # ties: the first (sparser) setting
                 best = (dev_scores["f"], c1, c2, path, seconds, dropped)
     dev_f, c1, c2, path, seconds, dropped = best
@@ -232,13 +246,22 @@ def select_and_score(train: Sequence[Doc], dev: Sequence[Doc], test: Sequence[Do
     n_chars = sum(len(doc) for doc in test)
     n_gold = sum(len(gold_spans(doc)) for doc in train)
     return {
-        **test_scores, "train_seconds": seconds,
+        **test_scores,
+        "train_seconds": seconds,
         "predict_chars_per_second": n_chars / max(time.time() - start, 1e-9),
         "selection_seconds": sum(row["train_seconds"] for row in grid),
-        "c1": c1, "c2": c2, "dev_f": dev_f, "grid": grid, "max_iterations": max_iterations,
-        "features": FEATURES, "encoder": "crf: character n-grams",
-        "trained_on": ("all gold spans" if not dropped else
-                       f"outermost flat spans ({dropped} of {n_gold} nested gold spans left out)"),
+        "c1": c1,
+        "c2": c2,
+        "dev_f": dev_f,
+        "grid": grid,
+        "max_iterations": max_iterations,
+        "features": FEATURES,
+        "encoder": "crf: character n-grams",
+        "trained_on": (
+            "all gold spans"
+            if not dropped
+            else f"outermost flat spans ({dropped} of {n_gold} nested gold spans left out)"
+        ),
     }
 
 
@@ -247,25 +270,42 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--train", type=Path, required=True)
     parser.add_argument("--dev", type=Path, required=True)
     parser.add_argument("--test", type=Path, required=True)
-    parser.add_argument("--output", type=Path, required=True,
-                        help="folder: metrics.json and the chosen model")
+    parser.add_argument("--output", type=Path, required=True, help="folder: metrics.json and the chosen model")
     parser.add_argument("--max-iterations", type=int, default=MAX_ITERATIONS)
-    parser.add_argument("--c1", type=float, action="append", default=None,
-                        help=f"c1 values to try on dev (default: {', '.join(map(str, C1_GRID))})")
-    parser.add_argument("--c2", type=float, action="append", default=None,
-                        help=f"c2 values to try on dev (default: {', '.join(map(str, C2_GRID))})")
+    parser.add_argument(
+        "--c1",
+        type=float,
+        action="append",
+        default=None,
+        help=f"c1 values to try on dev (default: {', '.join(map(str, C1_GRID))})",
+    )
+    parser.add_argument(
+        "--c2",
+        type=float,
+        action="append",
+        default=None,
+        help=f"c2 values to try on dev (default: {', '.join(map(str, C2_GRID))})",
+    )
     args = parser.parse_args(argv)
     _crfsuite()
     if not args.dev.exists():
-        sys.exit(f"{args.dev}: no dev split. The crf system picks c1/c2 on dev and never on "
-                 "test; make one (knowfree convert-benchmark writes dev.spacy).")
+        sys.exit(
+            f"{args.dev}: no dev split. The crf system picks c1/c2 on dev and never on "
+            "test; make one (knowfree convert-benchmark writes dev.spacy)."
+        )
     vocab = spacy.blank("zh").vocab
     train, dev, test = (read_docbin(path, vocab) for path in (args.train, args.dev, args.test))
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            record = select_and_score(train, dev, test, Path(tmp), c1_grid=args.c1 or C1_GRID,
-                                      c2_grid=args.c2 or C2_GRID,
-                                      max_iterations=args.max_iterations)
+            record = select_and_score(
+                train,
+                dev,
+                test,
+                Path(tmp),
+                c1_grid=args.c1 or C1_GRID,
+                c2_grid=args.c2 or C2_GRID,
+                max_iterations=args.max_iterations,
+            )
             args.output.mkdir(parents=True, exist_ok=True)
             chosen = Path(tmp) / f"crf_c1_{record['c1']}_c2_{record['c2']}.crfsuite"
             (args.output / "model.crfsuite").write_bytes(chosen.read_bytes())

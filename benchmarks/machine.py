@@ -1,4 +1,5 @@
 """What every benchmark table states at its top: the processor and the versions."""
+
 import platform
 from pathlib import Path
 
@@ -22,5 +23,7 @@ def versions() -> str:
 
     import spacy_knowfree
 
-    return (f"spacy-knowfree {spacy_knowfree.__version__}, spaCy {spacy.__version__}, "
-            f"thinc {thinc.__version__}, torch {torch.__version__}, Python {platform.python_version()}")
+    return (
+        f"spacy-knowfree {spacy_knowfree.__version__}, spaCy {spacy.__version__}, "
+        f"thinc {thinc.__version__}, torch {torch.__version__}, Python {platform.python_version()}"
+    )

@@ -18,7 +18,21 @@ dataset is listed but not ranked).
     python benchmarks/sweep.py --dataset weibo --dataset resume --dataset msr --stage coarse
     python benchmarks/sweep.py --dataset resume --setting "alpha=0.5" \\
         --setting "alpha=1.0;dropout=0.2"
+
+Two names of a setting are run options rather than config paths:
+
+* ``encoder=NAME`` swaps the tok2vec's embedding block (:data:`ENCODERS`):
+  as ``benchmarks/accuracy.py --encoder`` does: ``hash`` (the config's own
+  ``spacy.MultiHashEmbed.v2``, the default), ``char_ngram``
+  (``spacy-knowfree.CharNgramEmbed.v1``: + character bigrams) or
+  ``char_ngram_words`` (+ jieba word-boundary features as well);
+* ``train=fused`` trains on the lexicon's fusion samples
+  (``train_K_fused.spacy``: extension labels in the loss) instead of the
+  plain subset (``train=plain``, the default).
+
+    python benchmarks/sweep.py --dataset resume --setting "encoder=char_ngram_words;train=fused"
 """
+
 import argparse
 import json
 import os
@@ -30,8 +44,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import (ROOT, configure_runs, device_name, prepare_corpus, run,  # noqa: E402
-                      runs_log_lock)
+from accuracy import ENCODERS, ROOT, configure_runs, device_name, encoder_config, prepare_corpus, run, runs_log_lock  # noqa: E402
 
 KF = "components.knowfree"
 # short names of the config paths a setting may change
@@ -57,19 +70,41 @@ STAGES: Dict[str, List[str]] = {
     "coarse": [
         "defaults",
         "token_evidence=true",
-        "alpha=0.5", "alpha=1.0",
-        "dropout=0.2", "train_dropout=0.2",
-        "tok2vec_width=256", "depth=2", "window_size=2",
+        "alpha=0.5",
+        "alpha=1.0",
+        "dropout=0.2",
+        "train_dropout=0.2",
+        "tok2vec_width=256",
+        "depth=2",
+        "window_size=2",
         "hidden_width=400;grid_width=400",
-        "n_biaffine_heads=1", "n_attention_heads=20",
-        "learn_rate=0.002", "max_steps=2400",
+        "n_biaffine_heads=1",
+        "n_attention_heads=20",
+        "learn_rate=0.002",
+        "max_steps=2400",
         "batch_start=100;batch_stop=500",
     ],
 }
 
 
+RUN_OPTIONS = {"encoder": tuple(ENCODERS), "train": ("plain", "fused")}
+EMBED_SECTION = "[components.knowfree.model.tok2vec.embed]"
+
+
+def split_setting(text: str) -> Tuple[Dict[str, str], Dict[str, str]]:
+    """A setting's config overrides and its run options (defaults filled in)."""
+    overrides = parse_setting(text)
+    options = {name: values[0] for name, values in RUN_OPTIONS.items()}
+    for name in RUN_OPTIONS:
+        if name in overrides:
+            options[name] = overrides.pop(name)
+            if options[name] not in RUN_OPTIONS[name]:
+                raise SystemExit(f"setting {text!r}: {name} must be one of {', '.join(RUN_OPTIONS[name])}")
+    return overrides, options
+
+
 def parse_setting(text: str) -> Dict[str, str]:
-    """``"a=1;b=2"`` -> {config path: value}; ``"defaults"`` -> {}."""
+    """``"a=1;b=2"`` -> {config path or run option: value}; ``"defaults"`` -> {}."""
     if text.strip() == "defaults":
         return {}
     overrides = {}
@@ -83,18 +118,44 @@ def parse_setting(text: str) -> Dict[str, str]:
 
 
 def canonical(text: str) -> str:
-    """One spelling per setting (sorted, aliases resolved), the key in the log."""
-    overrides = parse_setting(text)
+    """One spelling per setting (sorted, aliases resolved, run options at their
+    defaults left out), the key in the log."""
+    overrides, options = split_setting(text)
+    overrides.update({name: value for name, value in options.items() if value != RUN_OPTIONS[name][0]})
     return ";".join(f"{k}={v}" for k, v in sorted(overrides.items())) or "defaults"
 
 
-def train_command(config: Path, corpus: Path, k: str, seed: int, out: Path,
-                  overrides: Dict[str, str], eval_frequency: int) -> List[str]:
+def train_command(
+    config: Path,
+    corpus: Path,
+    k: str,
+    seed: int,
+    out: Path,
+    overrides: Dict[str, str],
+    eval_frequency: int,
+    train: str = "plain",
+) -> List[str]:
     """The ``spacy train`` command of one sweep run: train and dev files only."""
-    cmd = [sys.executable, "-m", "spacy", "train", str(config), "--output", str(out / "model"),
-           "--paths.train", str(corpus / f"train_{k}.spacy"),
-           "--paths.dev", str(corpus / "dev.spacy"), "--system.seed", str(seed),
-           "--training.eval_frequency", str(eval_frequency), "--training.patience", "0"]
+    train_file = corpus / (f"train_{k}_fused.spacy" if train == "fused" else f"train_{k}.spacy")
+    cmd = [
+        sys.executable,
+        "-m",
+        "spacy",
+        "train",
+        str(config),
+        "--output",
+        str(out / "model"),
+        "--paths.train",
+        str(train_file),
+        "--paths.dev",
+        str(corpus / "dev.spacy"),
+        "--system.seed",
+        str(seed),
+        "--training.eval_frequency",
+        str(eval_frequency),
+        "--training.patience",
+        "0",
+    ]
     overrides = {"training.max_steps": "1200", **overrides}
     for path, value in overrides.items():
         cmd += [f"--{path}", value]
@@ -130,25 +191,27 @@ def write_table(path: Path, runs: Dict, datasets: List[str], argv: List[str]) ->
     for setting in settings:
         cells = []
         for dataset in datasets:
-            scores = [r["dev"]["f"] for (d, _, s, _), r in runs.items()
-                      if d == dataset and s == setting]
+            scores = [r["dev"]["f"] for (d, _, s, _), r in runs.items() if d == dataset and s == setting]
             cells.append(statistics.mean(scores) if scores else None)
         done = [c for c in cells if c is not None]
         mean = statistics.mean(done) if len(done) == len(datasets) else None
         rows.append((mean, setting, cells))
     rows.sort(key=lambda row: (row[0] is None, -(row[0] or 0.0)))
-    lines = ["# Sweep: dev F1 of the CPU config's settings", "",
-             f"- command: `python {' '.join(argv)}`",
-             f"- date: {time.strftime('%Y-%m-%d %H:%M')}",
-             "- dev F1 (%) of the best checkpoint, one seed per setting; the test split is "
-             "never read. Rule: the highest mean over all swept datasets wins; a setting "
-             "missing a dataset is not ranked.", "",
-             "| setting | " + " | ".join(datasets) + " | mean |",
-             "|---|" + "---:|" * (len(datasets) + 1)]
+    lines = [
+        "# Sweep: dev F1 of the CPU config's settings",
+        "",
+        f"- command: `python {' '.join(argv)}`",
+        f"- date: {time.strftime('%Y-%m-%d %H:%M')}",
+        "- dev F1 (%) of the best checkpoint, one seed per setting; the test split is "
+        "never read. Rule: the highest mean over all swept datasets wins; a setting "
+        "missing a dataset is not ranked.",
+        "",
+        "| setting | " + " | ".join(datasets) + " | mean |",
+        "|---|" + "---:|" * (len(datasets) + 1),
+    ]
     for mean, setting, cells in rows:
         shown = [f"{100 * c:.2f}" if c is not None else "" for c in cells]
-        lines.append(f"| `{setting}` | " + " | ".join(shown)
-                     + f" | {'' if mean is None else f'{100 * mean:.2f}'} |")
+        lines.append(f"| `{setting}` | " + " | ".join(shown) + f" | {'' if mean is None else f'{100 * mean:.2f}'} |")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf8")
 
@@ -158,16 +221,18 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--dataset", action="append", required=True)
     parser.add_argument("--k", default="250")
     parser.add_argument("--stage", choices=list(STAGES), action="append", default=[])
-    parser.add_argument("--setting", action="append", default=[],
-                        help="NAME=VALUE;NAME=VALUE (names: config paths or "
-                             f"{', '.join(ALIASES)}), or 'defaults'")
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        help=f"NAME=VALUE;NAME=VALUE (names: config paths or {', '.join(ALIASES)}), or 'defaults'",
+    )
     parser.add_argument("--config", type=Path, default=ROOT / "configs" / "knowfree_zh_cpu.cfg")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-frequency", type=int, default=200)
     parser.add_argument("--datasets-dir", type=Path, default=ROOT.parent / "shared" / "datasets")
     parser.add_argument("--workdir", type=Path, default=ROOT / "benchmarks" / "runs")
-    parser.add_argument("--runs-log", type=Path,
-                        default=ROOT / "benchmarks" / "results" / "sweep_runs.jsonl")
+    parser.add_argument("--runs-log", type=Path, default=ROOT / "benchmarks" / "results" / "sweep_runs.jsonl")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "sweep.md")
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
@@ -176,12 +241,16 @@ def main(argv: Optional[List[str]] = None) -> None:
     configure_runs(-1, args.threads)
     settings = [s for stage in args.stage for s in STAGES[stage]] + args.setting
     logged = read_log(args.runs_log)
-    jobs = [(dataset, canonical(setting)) for dataset in args.dataset for setting in settings
-            if (dataset, args.k, canonical(setting), args.seed) not in logged]
+    jobs = [
+        (dataset, canonical(setting))
+        for dataset in args.dataset
+        for setting in settings
+        if (dataset, args.k, canonical(setting), args.seed) not in logged
+    ]
     if not args.report_only:
+        fused = any(split_setting(setting)[1]["train"] == "fused" for _, setting in jobs)
         for dataset in sorted({d for d, _ in jobs}):
-            prepare_corpus(dataset, args.datasets_dir, args.workdir, [args.k], sample_seed=0,
-                           fused=False)
+            prepare_corpus(dataset, args.datasets_dir, args.workdir, [args.k], sample_seed=0, fused=fused)
 
     def one(job: Tuple[str, str]) -> Optional[str]:
         dataset, setting = job
@@ -189,19 +258,33 @@ def main(argv: Optional[List[str]] = None) -> None:
         slug = setting.replace("/", "_").replace(";", "__").replace("=", "-")
         out = args.workdir / "sweep" / dataset / f"k{args.k}" / slug / f"seed{args.seed}"
         out.mkdir(parents=True, exist_ok=True)
-        cmd = train_command(args.config, corpus, args.k, args.seed, out, parse_setting(setting),
-                            args.eval_frequency)
+        overrides, options = split_setting(setting)
+        config = encoder_config(args.config, options["encoder"], out)
+        cmd = train_command(
+            config, corpus, args.k, args.seed, out, overrides, args.eval_frequency, train=options["train"]
+        )
         try:
             seconds = run(cmd, out / "train.log")
         except RuntimeError as err:
             print(f"[{dataset} {setting}] FAILED: {err}", flush=True)
             return f"{dataset} {setting}: {err}"
         scores = dev_scores(out / "model")
-        append_log(args.runs_log, {
-            "dataset": dataset, "k": args.k, "setting": setting, "seed": args.seed,
-            "config": os.path.relpath(args.config, ROOT), "dev": scores,
-            "train_seconds": seconds, "device": device_name(),
-            "finished": time.strftime("%Y-%m-%d %H:%M")})
+        append_log(
+            args.runs_log,
+            {
+                "dataset": dataset,
+                "k": args.k,
+                "setting": setting,
+                "seed": args.seed,
+                "config": os.path.relpath(args.config, ROOT),
+                "encoder": options["encoder"],
+                "train": options["train"],
+                "dev": scores,
+                "train_seconds": seconds,
+                "device": device_name(),
+                "finished": time.strftime("%Y-%m-%d %H:%M"),
+            },
+        )
         print(f"[{dataset} {setting}] dev F1 {100 * scores['f']:.2f}", flush=True)
         return None
 
@@ -209,10 +292,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     if not args.report_only:
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             failures = [f for f in pool.map(one, jobs) if f]
-    runs = {key: r for key, r in read_log(args.runs_log).items()
-            if key[0] in args.dataset and key[1] == args.k}
-    write_table(args.output, runs, args.dataset,
-                sys.argv if argv is None else ["benchmarks/sweep.py", *argv])
+    runs = {key: r for key, r in read_log(args.runs_log).items() if key[0] in args.dataset and key[1] == args.k}
+    write_table(args.output, runs, args.dataset, sys.argv if argv is None else ["benchmarks/sweep.py", *argv])
     print(args.output.read_text())
     if failures:
         sys.exit("failed runs:\n" + "\n".join(failures))

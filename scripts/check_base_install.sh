@@ -52,7 +52,7 @@ configs = sorted(Path(n).name for n in names if n.startswith("spacy_knowfree/con
 expected = sorted(["knowfree_zh_cpu.cfg", "knowfree_trf.cfg", "spancat_zh_cpu.cfg", "ner_zh_cpu.cfg",
                    "extend_lexicon.cfg", "extend_smollm2.cfg", "extend_openai.cfg", "extend_lexicon_llm.cfg"])
 assert configs == expected, configs
-templates = [n for n in names if n.startswith("spacy_knowfree/llm_tasks/templates/") and n.endswith(".jinja")]
+templates = [n for n in names if n.startswith("spacy_knowfree/llm/tasks/templates/") and n.endswith(".jinja")]
 assert len(templates) >= 10, templates
 assert any(n.endswith(".dist-info/licenses/LICENSE") or n.endswith(".dist-info/LICENSE") for n in names), names
 assert not [n for n in names if n.startswith(("tests/", "benchmarks/"))]

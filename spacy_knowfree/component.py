@@ -1,5 +1,5 @@
 """The ``knowfree`` trainable pipeline component (factory, loss, decoding)."""
-import dataclasses
+
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union, cast
@@ -12,18 +12,16 @@ from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.vocab import Vocab
-from thinc.api import Config, Linear, Model, Optimizer, zero_init
+from thinc.api import Config, Model, Optimizer
 from thinc.types import Floats3d
 
+from .constants import EXTENSION_SPANS_KEY, SYNTHETIC_FLAG, UNLABELED_FLAG
 from .decoding import decode_grid, sigmoid, valid_cells
 from .errors import Errors, Warnings
-from .layers.span_grid import configure_encoder
+from .layers.model import load_model_bytes, predict_logits
+from .layers.span_grid import auto_span_width, configure_encoder
 from .scorer import score_weights_for
 
-SYNTHETIC_FLAG = "knowfree_synthetic"
-# a doc with this flag has no gold annotation: its target columns are out of
-# the loss (not "no entity here"); its extension spans train as usual
-UNLABELED_FLAG = "knowfree_unlabeled"
 # Inference on docs longer than this many tokens runs window by window, with
 # this much context (far more than a CNN tok2vec's receptive field) each side.
 LONG_DOC_ROWS = 2048
@@ -66,17 +64,18 @@ DEFAULT_MODEL = Config().from_str(DEFAULT_KNOWFREE_MODEL)["model"]
     default_config={
         "model": DEFAULT_MODEL,
         "spans_key": "sc",
-        "extension_spans_key": "knowfree_ext",
+        "extension_spans_key": EXTENSION_SPANS_KEY,
         "threshold": 0.5,
         "alpha": 0.13,
         "beta": 1.0,
         "nested": False,
-        "max_span_width": 32,
+        "max_span_width": "auto",
         "set_ents": False,
         "head_lr_scale": 1.0,
+        "int8": False,
         "scorer": {"@scorers": "spacy-knowfree.knowfree_scorer.v1"},
     },
-    default_score_weights=score_weights_for("sc"),
+    default_score_weights=score_weights_for("sc"),  # type: ignore[arg-type]
 )
 def make_knowfree(
     nlp: Language,
@@ -88,9 +87,10 @@ def make_knowfree(
     alpha: float,
     beta: float,
     nested: bool,
-    max_span_width: int,
+    max_span_width: Union[int, str],
     set_ents: bool,
     head_lr_scale: float,
+    int8: bool,
     scorer: Optional[Callable],
 ) -> "KnowFREE":
     """Create a KnowFREE span labeler.
@@ -106,11 +106,17 @@ def make_knowfree(
     beta (float): weight of synthetic documents, flagged with
         ``doc.user_data["knowfree_synthetic"] = True`` (eq. 19).
     nested (bool): keep nested (never crossing) spans; else non-overlapping.
-    max_span_width (int): longest span, in tokens; the span grid is banded to it.
+    max_span_width (Union[int, str]): longest span, in tokens; the span grid is
+        banded to it. "auto" (the default) sets it at ``initialize`` from the
+        training data (:func:`auto_span_width`); the number is then saved in
+        the component's ``cfg``.
     set_ents (bool): also write the spans to ``doc.ents`` (needs nested=False).
     head_lr_scale (float): learning-rate multiplier of the span head relative to
         the optimizer's rate, e.g. 50 with a transformer at 2e-5 gives the
         paper's 1e-3 for the non-encoder part.
+    int8 (bool): at inference, run the span head's Linear layers in int8
+        (torch dynamic quantization, CPU only; ``knowfree quantize`` sets it).
+        Training and the saved weights stay float32.
     scorer (Optional[Callable]): the scoring method.
     """
     return KnowFREE(
@@ -126,6 +132,7 @@ def make_knowfree(
         max_span_width=max_span_width,
         set_ents=set_ents,
         head_lr_scale=head_lr_scale,
+        int8=int8,
         scorer=scorer,
     )
 
@@ -140,14 +147,15 @@ class KnowFREE(TrainablePipe):
         name: str = "knowfree",
         *,
         spans_key: str = "sc",
-        extension_spans_key: str = "knowfree_ext",
+        extension_spans_key: str = EXTENSION_SPANS_KEY,
         threshold: float = 0.5,
         alpha: float = 0.13,
         beta: float = 1.0,
         nested: bool = False,
-        max_span_width: int = 32,
+        max_span_width: Union[int, str] = "auto",
         set_ents: bool = False,
         head_lr_scale: float = 1.0,
+        int8: bool = False,
         scorer: Optional[Callable] = None,
     ) -> None:
         self.vocab = vocab
@@ -166,35 +174,57 @@ class KnowFREE(TrainablePipe):
             "max_span_width": max_span_width,
             "set_ents": set_ents,
             "head_lr_scale": head_lr_scale,
+            "int8": int8,
         }
+        # "auto": the width is learned from the data at every initialize
+        self.auto_width = max_span_width == "auto"
         self._validate_cfg()
-        self._head.attrs["max_span_width"] = max_span_width
+        model_width = self._head.maybe_get_dim("nW")
+        if model_width is not None and model_width != max_span_width:
+            raise ValueError(Errors.KF312.format(name=self.name, model=model_width, component=max_span_width))
 
     def _validate_cfg(self) -> None:
         cfg = self.cfg
+        width = cfg["max_span_width"]
         checks = [
             ("threshold", 0.0 <= cfg["threshold"] < 1.0, "Use a probability in [0, 1)."),
             ("alpha", cfg["alpha"] >= 0.0, "Use a non-negative loss weight (paper: 0.13)."),
             ("beta", cfg["beta"] >= 0.0, "Use a non-negative loss weight (paper: 1.0)."),
-            ("max_span_width", int(cfg["max_span_width"]) >= 1,
-             "Use the longest span length in tokens, e.g. 32 for Chinese characters."),
-            ("set_ents", not (cfg["set_ents"] and cfg["nested"]),
-             "doc.ents cannot hold nested spans: set nested = false to use set_ents."),
+            (
+                "max_span_width",
+                width == "auto" or (isinstance(width, int) and not isinstance(width, bool) and width >= 1),
+                "Use the longest span length in tokens, e.g. 32 for Chinese characters, "
+                'or "auto" to take it from the training data.',
+            ),
+            (
+                "set_ents",
+                not (cfg["set_ents"] and cfg["nested"]),
+                "doc.ents cannot hold nested spans: set nested = false to use set_ents.",
+            ),
             ("head_lr_scale", cfg["head_lr_scale"] > 0.0, "Use a positive multiplier."),
-            ("extension_spans_key", cfg["extension_spans_key"] != cfg["spans_key"],
-             "Extension spans need their own doc.spans key."),
+            (
+                "extension_spans_key",
+                cfg["extension_spans_key"] != cfg["spans_key"],
+                "Extension spans need their own doc.spans key.",
+            ),
         ]
         for arg, ok, hint in checks:
             if not ok:
-                raise ValueError(
-                    Errors.KF004.format(arg=arg, name=self.name, value=self.cfg[arg], hint=hint)
-                )
+                raise ValueError(Errors.KF004.format(arg=arg, name=self.name, value=self.cfg[arg], hint=hint))
 
     # ------------------------------------------------------------------ labels
 
     @property
     def _head(self) -> Model:
         return self.model.get_ref("head")
+
+    @property
+    def max_span_width(self) -> int:
+        """W, the longest span in tokens (with "auto": set at ``initialize``)."""
+        width = self.cfg["max_span_width"]
+        if width == "auto":
+            raise ValueError(Errors.KF313.format(name=self.name))
+        return int(width)
 
     @property
     def key(self) -> str:
@@ -229,18 +259,18 @@ class KnowFREE(TrainablePipe):
         """Add an extension label. RETURNS (int): 1 if added, 0 if already present."""
         return self._add_label(label, "extension_labels")
 
-    def _add_label(self, label: str, kind: str) -> int:
+    def _add_label(self, label: str, kind: str, *, initializing: bool = False) -> int:
         if not isinstance(label, str) or not label:
             raise ValueError(
-                Errors.KF004.format(arg=kind, name=self.name, value=label,
-                                    hint="Labels are non-empty strings.")
+                Errors.KF004.format(arg=kind, name=self.name, value=label, hint="Labels are non-empty strings.")
             )
         if label in self.cfg[kind]:
             return 0
-        if self._head.has_dim("nO"):
-            raise ValueError(
-                Errors.KF003.format(label=label, name=self.name, n=self._head.get_dim("nO"))
-            )
+        other = "extension_labels" if kind == "labels" else "labels"
+        if label in self.cfg[other]:
+            raise ValueError(Errors.KF005.format(label=label, name=self.name))
+        if self._head.has_dim("nO") and not initializing:
+            raise ValueError(Errors.KF003.format(label=label, name=self.name, n=self._head.get_dim("nO")))
         self.cfg[kind].append(label)
         self.vocab.strings.add(label)
         return 1
@@ -255,11 +285,12 @@ class KnowFREE(TrainablePipe):
         labels: Optional[Sequence[str]] = None,
         extension_labels: Optional[Sequence[str]] = None,
     ) -> None:
-        """Take labels from the settings or the examples and size the model.
+        """Take labels (and, with ``max_span_width = "auto"``, the band width)
+        from the settings or the examples and size the model.
 
         get_examples (Callable[[], Iterable[Example]]): the training examples.
-        nlp (Language): the pipeline, used to make the score weights follow
-            ``spans_key``.
+        nlp (Language): the pipeline, used to check that the training score
+            weights name ``spans_key`` (KW310).
         labels (Optional[Sequence[str]]): target labels, e.g. from
             ``[initialize.components.knowfree.labels]``.
         extension_labels (Optional[Sequence[str]]): extension labels.
@@ -267,11 +298,10 @@ class KnowFREE(TrainablePipe):
         validate_get_examples(get_examples, "KnowFREE.initialize")
         if isinstance(labels, dict):  # the label_data of `spacy init labels`
             labels, extension_labels = labels.get("labels"), labels.get("extension_labels")
-        width = int(self.cfg["max_span_width"])
-        too_long: Dict[str, List[int]] = {self.key: [], self.extension_key: []}
+        lengths: Dict[str, List[int]] = {self.key: [], self.extension_key: []}
         found: Dict[str, Dict[str, None]] = {self.key: {}, self.extension_key: {}}
         without_extension = 0
-        doc_sample = []
+        doc_sample: List[Doc] = []
         for eg in get_examples():
             if len(doc_sample) < 10:
                 doc_sample.append(eg.x)
@@ -279,85 +309,57 @@ class KnowFREE(TrainablePipe):
             for key in (self.key, self.extension_key):
                 for span in eg.reference.spans.get(key, []):
                     found[key][span.label_] = None
-                    if len(span) > width:
-                        too_long[key].append(len(span))
+                    lengths[key].append(len(span))
         # Initializing starts afresh: the labels are replaced, not extended.
         self.cfg["labels"] = []
         self.cfg["extension_labels"] = []
-        self._reset_head()
         for label in labels if labels is not None else found[self.key]:
-            self.add_label(label)
+            self._add_label(label, "labels", initializing=True)
         for label in extension_labels if extension_labels is not None else found[self.extension_key]:
-            self.add_extension_label(label)
+            self._add_label(label, "extension_labels", initializing=True)
         if not self.labels:
             raise ValueError(Errors.KF002.format(name=self.name, key=self.key))
-        for key, lengths in too_long.items():
-            if lengths:
+        if self.auto_width:
+            self.cfg["max_span_width"] = auto_span_width(lengths[self.key])
+        width = self.max_span_width
+        for key, key_lengths in lengths.items():
+            too_long = [n for n in key_lengths if n > width]
+            if too_long:
                 warnings.warn(
-                    Warnings.KW001.format(count=len(lengths), key=key, width=width,
-                                          longest=max(lengths), name=self.name)
+                    Warnings.KW001.format(
+                        count=len(too_long), key=key, width=width, longest=max(too_long), name=self.name
+                    ),
+                    stacklevel=2,
                 )
         if self.extension_labels and without_extension:
-            warnings.warn(Warnings.KW002.format(count=without_extension, key=self.extension_key))
+            warnings.warn(Warnings.KW002.format(count=without_extension, key=self.extension_key), stacklevel=2)
         self._size_head()
         self.model.initialize(X=doc_sample)
         if nlp is not None:
-            self._sync_score_weights(nlp)
-
-    def _reset_head(self) -> None:
-        """Replace a sized output layer so the head can be sized for new labels."""
-        head = self._head
-        for ref in ("output_layer", "evidence_layer"):
-            layer = head.get_ref(ref) if head.has_ref(ref) else None
-            if layer is not None and layer.has_dim("nO"):
-                # the token-evidence layer starts at zero, like the one the model built
-                fresh = Linear(init_W=zero_init) if ref == "evidence_layer" else Linear()
-                head._layers[head._layers.index(layer)] = fresh
-                head.set_ref(ref, fresh)
-        if head.has_dim("nO"):
-            head.set_dim("nO", None, force=True)
+            self._check_score_weights(nlp)
 
     def _size_head(self) -> None:
+        """Give the model the band width and output width of ``cfg`` (also
+        before deserializing: the lazily sized parts must exist for weights to load)."""
         head = self._head
-        head.attrs["max_span_width"] = int(self.cfg["max_span_width"])
-        head.attrs["n_predict_columns"] = len(self.labels)
-        n_out = len(self.labels) + len(self.extension_labels)
-        if head.has_dim("nO") and head.get_dim("nO") != n_out:
-            raise ValueError(Errors.KF006.format(got=head.get_dim("nO"), expected=n_out,
-                                                 name=self.name))
-        head.set_dim("nO", n_out)
+        width = self.max_span_width
+        if head.maybe_get_dim("nW") != width:
+            head.set_dim("nW", width, force=True)  # the head has no params of its own
+        configure_encoder(head)
+        self.model.attrs["resize_output"](self.model, len(self.labels) + len(self.extension_labels))
 
-    def _sync_score_weights(self, nlp: Language) -> None:
-        """Make this pipe's default score weights follow ``spans_key``.
+    def _check_score_weights(self, nlp: Language) -> None:
+        """Warn when the training score weights leave out ``spans_{key}_f``.
 
-        spaCy copies the factory's static ``default_score_weights`` (written
-        for the default key "sc"); a component writing to another key would
-        otherwise be scored 0 (spaCy issue #13090).
+        The factory's ``default_score_weights`` are written for the default
+        key "sc"; with another key the weights must be set in the config, or
+        training would select checkpoints on a score of 0 (spaCy issue #13090).
         """
-        if self.name not in nlp.component_names:
-            return
-        meta = nlp.get_pipe_meta(self.name)
-        weights = score_weights_for(self.key)
-        if dict(meta.default_score_weights) == weights:
-            return
-        stale = set(meta.default_score_weights) - set(weights)
-        nlp._pipe_meta[self.name] = dataclasses.replace(
-            meta, default_score_weights=weights, scores=list(weights)
-        )
-        claimed = {
-            score
-            for other in nlp.component_names
-            if other != self.name
-            for score in nlp.get_pipe_meta(other).default_score_weights
-        }
-        training = nlp._config.get("training", {})
-        configured = training.get("score_weights", {})
-        for score in stale - claimed:
-            configured.pop(score, None)
+        weights = nlp.config["training"].get("score_weights", {})
+        if self.name in nlp.component_names and not weights.get(f"spans_{self.key}_f"):
+            warnings.warn(Warnings.KW310.format(name=self.name, key=self.key, weights=dict(weights)), stacklevel=3)
 
-    def get_loss(
-        self, examples: Iterable[Example], scores: List[Floats3d]
-    ) -> Tuple[float, List[Floats3d]]:
+    def get_loss(self, examples: Iterable[Example], scores: List[Floats3d]) -> Tuple[float, List[Floats3d]]:
         """Weighted binary cross-entropy over the span grid (eq. 18-19).
 
         Target columns weigh 1, extension columns ``alpha``; documents flagged
@@ -379,12 +381,11 @@ class KnowFREE(TrainablePipe):
         d_scores = []
         n_out = len(self.labels) + len(self.extension_labels)
         per_column = numpy.full(n_out, n_docs, dtype="float32")  # the average's denominator
-        per_column[:len(self.labels)] = max(sum(1 for eg in examples if not is_unlabeled(eg)), 1)
+        per_column[: len(self.labels)] = max(sum(1 for eg in examples if not is_unlabeled(eg)), 1)
         for eg, logits in zip(examples, scores):
             logits = ops.to_numpy(logits)
             if logits.shape[-1] != n_out:
-                raise ValueError(Errors.KF006.format(got=logits.shape[-1], expected=n_out,
-                                                     name=self.name))
+                raise ValueError(Errors.KF006.format(got=logits.shape[-1], expected=n_out, name=self.name))
             truth, weights = self._grid_targets(eg, logits.shape)
             # binary cross-entropy with logits, stable form
             loss = numpy.maximum(logits, 0) - logits * truth + numpy.log1p(numpy.exp(-numpy.abs(logits)))
@@ -394,9 +395,7 @@ class KnowFREE(TrainablePipe):
             d_scores.append(ops.asarray3f(grad.astype("float32")))
         return total, d_scores
 
-    def _grid_targets(
-        self, eg: Example, shape: Tuple[int, int, int]
-    ) -> Tuple[numpy.ndarray, numpy.ndarray]:
+    def _grid_targets(self, eg: Example, shape: Tuple[int, int, int]) -> Tuple[numpy.ndarray, numpy.ndarray]:
         """Gold grid and per-cell loss weights of one example."""
         length, width, n_out = shape
         n_tgt = len(self.labels)
@@ -409,9 +408,7 @@ class KnowFREE(TrainablePipe):
             column_weights[:n_tgt] = 0.0
         doc_weight = self.cfg["beta"] if is_synthetic(eg) else 1.0
         weights = (
-            valid_cells(length, width)[..., None].astype("float32")
-            * column_weights.reshape(1, 1, -1)
-            * doc_weight
+            valid_cells(length, width)[..., None].astype("float32") * column_weights.reshape(1, 1, -1) * doc_weight
         )
         for key, labels, offset in (
             (self.key, self.labels, 0),
@@ -424,8 +421,7 @@ class KnowFREE(TrainablePipe):
             for span in eg.get_aligned_spans_y2x(eg.reference.spans[key], allow_overlap=True):
                 if span.label_ not in label_index:
                     raise ValueError(
-                        Errors.KF001.format(label=span.label_, key=key, name=self.name,
-                                            kind=kind, labels=list(labels))
+                        Errors.KF001.format(label=span.label_, key=key, name=self.name, kind=kind, labels=list(labels))
                     )
                 size = span.end - span.start
                 if 0 < size <= width:  # longer spans were reported at initialize
@@ -470,35 +466,33 @@ class KnowFREE(TrainablePipe):
 
     def _predict(self, docs: Iterable[Doc], n_columns: int) -> List[Floats3d]:
         docs = list(docs)
+        int8 = bool(self.cfg.get("int8"))  # pipelines saved before int8 lack it
         if not docs:
             return []
-        self._head.attrs["n_predict_columns"] = n_columns
-        try:
-            if self._uses_listener or all(len(doc) <= LONG_DOC_ROWS for doc in docs):
-                return self.model.predict(docs)
-            short = [doc for doc in docs if len(doc) <= LONG_DOC_ROWS]
-            short_scores = iter(self.model.predict(short) if short else [])
-            return [self._predict_long(doc) if len(doc) > LONG_DOC_ROWS else next(short_scores)
-                    for doc in docs]
-        finally:
-            self._head.attrs["n_predict_columns"] = len(self.labels)
+        if self._uses_listener or all(len(doc) <= LONG_DOC_ROWS for doc in docs):
+            return predict_logits(self.model, docs, n_columns, int8=int8)
+        short = [doc for doc in docs if len(doc) <= LONG_DOC_ROWS]
+        short_scores = iter(predict_logits(self.model, short, n_columns, int8=int8) if short else [])
+        return [
+            self._predict_long(doc, n_columns, int8) if len(doc) > LONG_DOC_ROWS else next(short_scores) for doc in docs
+        ]
 
     @property
     def _uses_listener(self) -> bool:
         return any("listener" in node.name for node in self.model.get_ref("tok2vec").walk())
 
-    def _predict_long(self, doc: Doc) -> Floats3d:
+    def _predict_long(self, doc: Doc, n_columns: int, int8: bool) -> Floats3d:
         """Logits of one long doc, computed on overlapping windows of it."""
         ops = self.model.ops
-        width = int(self.cfg["max_span_width"])
+        width = self.max_span_width
         parts = []
         for first in range(0, len(doc), LONG_DOC_ROWS):
             last = min(first + LONG_DOC_ROWS, len(doc))
             start = max(0, first - LONG_DOC_CONTEXT)
             end = min(len(doc), last + width - 1 + LONG_DOC_CONTEXT)
-            logits = self.model.predict([doc[start:end].as_doc()])[0]
+            logits = predict_logits(self.model, [doc[start:end].as_doc()], n_columns, int8=int8)[0]
             parts.append(ops.to_numpy(logits[first - start : last - start]))
-        return ops.asarray3f(numpy.concatenate(parts))
+        return ops.asarray3f(numpy.concatenate(parts))  # type: ignore[arg-type]
 
     def set_annotations(self, docs: Iterable[Doc], scores: List[Floats3d]) -> None:
         """Write the decoded spans to ``doc.spans[spans_key]`` with their scores."""
@@ -519,11 +513,6 @@ class KnowFREE(TrainablePipe):
 
     # ---------------------------------------------------------- serialization
 
-    def _initialize_before_deserializing(self) -> None:
-        """Build the lazily sized parts of the model from ``cfg`` so weights can load."""
-        self._size_head()
-        configure_encoder(self._head)
-
     def to_bytes(self, *, exclude: Iterable[str] = tuple()) -> bytes:
         serialize = {
             "cfg": lambda: srsly.json_dumps(self.cfg),
@@ -534,8 +523,8 @@ class KnowFREE(TrainablePipe):
 
     def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "KnowFREE":
         def load_model(data: bytes) -> None:
-            self._initialize_before_deserializing()
-            self.model.from_bytes(data)
+            self._size_head()
+            load_model_bytes(self.model, data, self.name)
 
         deserialize = {
             "cfg": lambda b: self.cfg.update(srsly.json_loads(b)),
@@ -555,15 +544,15 @@ class KnowFREE(TrainablePipe):
 
     def from_disk(self, path: Union[str, Path], *, exclude: Iterable[str] = tuple()) -> "KnowFREE":
         def load_model(p: Path) -> None:
-            self._initialize_before_deserializing()
-            self.model.from_bytes(Path(p).read_bytes())
+            self._size_head()
+            load_model_bytes(self.model, Path(p).read_bytes(), self.name)
 
         deserialize = {
             "cfg": lambda p: self.cfg.update(srsly.read_json(p)),
             "vocab": lambda p: self.vocab.from_disk(p, exclude=exclude),
             "model": load_model,
         }
-        util.from_disk(path, deserialize, exclude)
+        util.from_disk(path, deserialize, exclude)  # type: ignore[arg-type]
         return self
 
 
@@ -583,17 +572,13 @@ class _ScaledOptimizer:
 
 def is_synthetic(eg: Example) -> bool:
     """Whether an example comes from synthetic (LLM-generated) text."""
-    return bool(
-        eg.reference.user_data.get(SYNTHETIC_FLAG) or eg.predicted.user_data.get(SYNTHETIC_FLAG)
-    )
+    return bool(eg.reference.user_data.get(SYNTHETIC_FLAG) or eg.predicted.user_data.get(SYNTHETIC_FLAG))
 
 
 def is_unlabeled(eg: Example) -> bool:
     """Whether an example is unlabeled text (``doc.user_data["knowfree_unlabeled"]``):
     only its extension columns train."""
-    return bool(
-        eg.reference.user_data.get(UNLABELED_FLAG) or eg.predicted.user_data.get(UNLABELED_FLAG)
-    )
+    return bool(eg.reference.user_data.get(UNLABELED_FLAG) or eg.predicted.user_data.get(UNLABELED_FLAG))
 
 
 def find_knowfree(nlp: Language, name: Optional[str] = None) -> Optional[KnowFREE]:

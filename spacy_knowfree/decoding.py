@@ -6,6 +6,7 @@ probability exceeds the threshold become candidates, and candidates are kept
 greedily by probability: ``nested=False`` keeps non-overlapping spans,
 ``nested=True`` keeps nested spans but never crossing ones.
 """
+
 from typing import List, NamedTuple
 
 import numpy
@@ -52,8 +53,7 @@ def candidate_spans(logits: numpy.ndarray, threshold: float) -> List[DecodedSpan
     # Highest probability first; ties: earlier start, then shorter span.
     order = numpy.lexsort((offsets, starts, -scores))
     return [
-        DecodedSpan(int(starts[j]), int(starts[j] + offsets[j] + 1),
-                    int(best[starts[j], offsets[j]]), float(scores[j]))
+        DecodedSpan(int(starts[j]), int(starts[j] + offsets[j] + 1), int(best[starts[j], offsets[j]]), float(scores[j]))
         for j in order
     ]
 
@@ -75,9 +75,9 @@ def select_nested(candidates: List[DecodedSpan], length: int, width: int) -> Lis
     kept = []
     for span in candidates:
         s, e = span.start, span.end
-        crossing = any(
-            s < b < e for a in range(max(0, s - width + 1), s) for b in ends_by_start[a]
-        ) or any(b > e for a in range(s + 1, e) for b in ends_by_start[a])
+        crossing = any(s < b < e for a in range(max(0, s - width + 1), s) for b in ends_by_start[a]) or any(
+            b > e for a in range(s + 1, e) for b in ends_by_start[a]
+        )
         if not crossing and e not in ends_by_start[s]:
             ends_by_start[s].append(e)
             kept.append(span)

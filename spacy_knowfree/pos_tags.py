@@ -2,16 +2,34 @@
 ways LLMs spell POS tags, mapped onto the 17 Universal POS tags.
 
 Used by the offline lexicon (``knowfree_lexicon``) to label ``POS:<UPOS>``
-spans and by :mod:`spacy_knowfree.label_merging` to merge LLM POS spellings.
+spans and by :mod:`spacy_knowfree.knowledge.label_merging` to merge LLM POS spellings.
 """
+
 import re
 import unicodedata
 from typing import Dict, Optional
 
+from .constants import CJK_RANGES
+
 #: The 17 Universal POS tags (UD v2).
 UPOS_TAGS = (
-    "ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM",
-    "PART", "PRON", "PROPN", "PUNCT", "SCONJ", "SYM", "VERB", "X",
+    "ADJ",
+    "ADP",
+    "ADV",
+    "AUX",
+    "CCONJ",
+    "DET",
+    "INTJ",
+    "NOUN",
+    "NUM",
+    "PART",
+    "PRON",
+    "PROPN",
+    "PUNCT",
+    "SCONJ",
+    "SYM",
+    "VERB",
+    "X",
 )
 
 #: jieba.posseg (ICTCLAS / PKU-style) tag -> Universal POS tag. Covers every tag
@@ -25,172 +43,335 @@ UPOS_TAGS = (
 #: Unicode category of the characters) and ``m`` (NOUN when no numeral in it).
 JIEBA_TO_UPOS: Dict[str, str] = {
     # adjectives
-    "a": "ADJ",      # 形容词
-    "ad": "ADV",     # 副形词 (adjective used adverbially)
-    "an": "ADJ",     # 名形词
-    "ag": "ADJ",     # 形容词性语素
-    "b": "ADJ",      # 区别词 (non-predicate adjective)
-    "bg": "ADJ",     # 区别语素
-    "z": "ADJ",      # 状态词
+    "a": "ADJ",  # 形容词
+    "ad": "ADV",  # 副形词 (adjective used adverbially)
+    "an": "ADJ",  # 名形词
+    "ag": "ADJ",  # 形容词性语素
+    "b": "ADJ",  # 区别词 (non-predicate adjective)
+    "bg": "ADJ",  # 区别语素
+    "z": "ADJ",  # 状态词
     # conjunctions
-    "c": "CCONJ",    # 连词 (coordinating and subordinating not distinguished)
+    "c": "CCONJ",  # 连词 (coordinating and subordinating not distinguished)
     # adverbs
-    "d": "ADV",      # 副词
-    "df": "ADV",     # 副词 (不要)
-    "dg": "ADV",     # 副语素
-    "vd": "ADV",     # 副动词
+    "d": "ADV",  # 副词
+    "df": "ADV",  # 副词 (不要)
+    "dg": "ADV",  # 副语素
+    "vd": "ADV",  # 副动词
     # interjections, onomatopoeia
-    "e": "INTJ",     # 叹词
-    "o": "INTJ",     # 拟声词
+    "e": "INTJ",  # 叹词
+    "o": "INTJ",  # 拟声词
     # foreign words
-    "eng": "X",      # English/latin token (regex)
-    "en": "X",       # (HMM) foreign
+    "eng": "X",  # English/latin token (regex)
+    "en": "X",  # (HMM) foreign
     # localizers
-    "f": "ADP",      # 方位词
+    "f": "ADP",  # 方位词
     # morphemes, affixes
-    "g": "NOUN",     # 语素 (mostly nominal bound morphemes)
-    "h": "PART",     # 前接成分 (prefix)
-    "k": "PART",     # 后接成分 (suffix, e.g. 们/者)
-    "zg": "X",       # single characters of mixed class in jieba's dictionary
+    "g": "NOUN",  # 语素 (mostly nominal bound morphemes)
+    "h": "PART",  # 前接成分 (prefix)
+    "k": "PART",  # 后接成分 (suffix, e.g. 们/者)
+    "zg": "X",  # single characters of mixed class in jieba's dictionary
     # idioms, set phrases, abbreviations
-    "i": "VERB",     # 成语
-    "in": "NOUN",    # 成语 used as noun (HMM)
-    "l": "VERB",     # 习用语
-    "ln": "NOUN",    # 习用语 used as noun (HMM)
-    "j": "NOUN",     # 简称略语
-    "jn": "NOUN",    # 简称略语 used as noun (HMM)
+    "i": "VERB",  # 成语
+    "in": "NOUN",  # 成语 used as noun (HMM)
+    "l": "VERB",  # 习用语
+    "ln": "NOUN",  # 习用语 used as noun (HMM)
+    "j": "NOUN",  # 简称略语
+    "jn": "NOUN",  # 简称略语 used as noun (HMM)
     # numerals
-    "m": "NUM",      # 数词 (refined: NOUN when the word has no numeral character)
-    "mg": "NUM",     # 数语素
-    "mq": "NUM",     # 数量词
+    "m": "NUM",  # 数词 (refined: NOUN when the word has no numeral character)
+    "mg": "NUM",  # 数语素
+    "mq": "NUM",  # 数量词
     # nouns
-    "n": "NOUN",     # 名词
-    "ng": "NOUN",    # 名语素
-    "nr": "PROPN",   # 人名
-    "nrfg": "PROPN", # 人名
+    "n": "NOUN",  # 名词
+    "ng": "NOUN",  # 名语素
+    "nr": "PROPN",  # 人名
+    "nrfg": "PROPN",  # 人名
     "nrt": "PROPN",  # 音译人名
-    "ns": "PROPN",   # 地名
-    "nt": "PROPN",   # 机构团体
-    "nz": "PROPN",   # 其他专名
-    "s": "NOUN",     # 处所词
-    "t": "NOUN",     # 时间词
-    "tg": "NOUN",    # 时语素
+    "ns": "PROPN",  # 地名
+    "nt": "PROPN",  # 机构团体
+    "nz": "PROPN",  # 其他专名
+    "s": "NOUN",  # 处所词
+    "t": "NOUN",  # 时间词
+    "tg": "NOUN",  # 时语素
     # prepositions
-    "p": "ADP",      # 介词
+    "p": "ADP",  # 介词
     # classifiers
-    "q": "NOUN",     # 量词
-    "qe": "NOUN",    # (HMM)
-    "qg": "NOUN",    # 量语素
+    "q": "NOUN",  # 量词
+    "qe": "NOUN",  # (HMM)
+    "qg": "NOUN",  # 量语素
     # pronouns
-    "r": "PRON",     # 代词
-    "rg": "PRON",    # 代语素
-    "rr": "PRON",    # 人称代词
-    "rz": "DET",     # 指示代词 (这)
+    "r": "PRON",  # 代词
+    "rg": "PRON",  # 代语素
+    "rr": "PRON",  # 人称代词
+    "rz": "DET",  # 指示代词 (这)
     # particles
-    "u": "PART",     # 助词
-    "ud": "PART",    # 得
-    "ug": "AUX",     # 过 (aspect)
-    "uj": "PART",    # 的
-    "ul": "AUX",     # 了 (aspect)
-    "uv": "PART",    # 地
-    "uz": "AUX",     # 着 (aspect)
-    "y": "PART",     # 语气词 (吗/呢/吧)
-    "yg": "PART",    # 语气语素
+    "u": "PART",  # 助词
+    "ud": "PART",  # 得
+    "ug": "AUX",  # 过 (aspect)
+    "uj": "PART",  # 的
+    "ul": "AUX",  # 了 (aspect)
+    "uv": "PART",  # 地
+    "uz": "AUX",  # 着 (aspect)
+    "y": "PART",  # 语气词 (吗/呢/吧)
+    "yg": "PART",  # 语气语素
     # verbs
-    "v": "VERB",     # 动词
-    "vg": "VERB",    # 动语素
-    "vi": "VERB",    # 不及物动词
-    "vn": "NOUN",    # 名动词 (verbal noun)
-    "vq": "VERB",    # 动词 (去浄/去过)
+    "v": "VERB",  # 动词
+    "vg": "VERB",  # 动语素
+    "vi": "VERB",  # 不及物动词
+    "vn": "NOUN",  # 名动词 (verbal noun)
+    "vq": "VERB",  # 动词 (去浄/去过)
     # punctuation, other
-    "w": "PUNCT",    # 标点 (PKU)
-    "x": "X",        # 非语素字 (refined by Unicode category: PUNCT/SYM/NUM/X)
+    "w": "PUNCT",  # 标点 (PKU)
+    "x": "X",  # 非语素字 (refined by Unicode category: PUNCT/SYM/NUM/X)
 }
 
 #: Penn Chinese Treebank tags (upper case, matched case-sensitively).
 CTB_TO_UPOS: Dict[str, str] = {
-    "AD": "ADV", "AS": "AUX", "BA": "ADP", "CC": "CCONJ", "CD": "NUM",
-    "CS": "SCONJ", "DEC": "PART", "DEG": "PART", "DER": "PART", "DEV": "PART",
-    "DT": "DET", "ETC": "PART", "FW": "X", "IJ": "INTJ", "JJ": "ADJ",
-    "LB": "AUX", "LC": "ADP", "M": "NOUN", "MSP": "PART", "NN": "NOUN",
-    "NR": "PROPN", "NT": "NOUN", "OD": "NUM", "ON": "INTJ", "P": "ADP",
-    "PN": "PRON", "PU": "PUNCT", "SB": "AUX", "SP": "PART", "URL": "X",
-    "VA": "ADJ", "VC": "AUX", "VE": "VERB", "VV": "VERB",
+    "AD": "ADV",
+    "AS": "AUX",
+    "BA": "ADP",
+    "CC": "CCONJ",
+    "CD": "NUM",
+    "CS": "SCONJ",
+    "DEC": "PART",
+    "DEG": "PART",
+    "DER": "PART",
+    "DEV": "PART",
+    "DT": "DET",
+    "ETC": "PART",
+    "FW": "X",
+    "IJ": "INTJ",
+    "JJ": "ADJ",
+    "LB": "AUX",
+    "LC": "ADP",
+    "M": "NOUN",
+    "MSP": "PART",
+    "NN": "NOUN",
+    "NR": "PROPN",
+    "NT": "NOUN",
+    "OD": "NUM",
+    "ON": "INTJ",
+    "P": "ADP",
+    "PN": "PRON",
+    "PU": "PUNCT",
+    "SB": "AUX",
+    "SP": "PART",
+    "URL": "X",
+    "VA": "ADJ",
+    "VC": "AUX",
+    "VE": "VERB",
+    "VV": "VERB",
 }
 
 #: Penn (English) Treebank tags that do not collide with CTB tags.
 PTB_TO_UPOS: Dict[str, str] = {
-    "NNS": "NOUN", "NNP": "PROPN", "NNPS": "PROPN", "VB": "VERB",
-    "VBD": "VERB", "VBG": "VERB", "VBN": "VERB", "VBP": "VERB", "VBZ": "VERB",
-    "JJR": "ADJ", "JJS": "ADJ", "RB": "ADV", "RBR": "ADV", "RBS": "ADV",
-    "IN": "ADP", "PRP": "PRON", "PRP$": "PRON", "WP": "PRON", "WDT": "DET",
-    "WRB": "ADV", "MD": "AUX", "RP": "PART", "TO": "PART", "UH": "INTJ",
-    "SYM": "SYM", "EX": "PRON", "PDT": "DET", "POS": "PART",
+    "NNS": "NOUN",
+    "NNP": "PROPN",
+    "NNPS": "PROPN",
+    "VB": "VERB",
+    "VBD": "VERB",
+    "VBG": "VERB",
+    "VBN": "VERB",
+    "VBP": "VERB",
+    "VBZ": "VERB",
+    "JJR": "ADJ",
+    "JJS": "ADJ",
+    "RB": "ADV",
+    "RBR": "ADV",
+    "RBS": "ADV",
+    "IN": "ADP",
+    "PRP": "PRON",
+    "PRP$": "PRON",
+    "WP": "PRON",
+    "WDT": "DET",
+    "WRB": "ADV",
+    "MD": "AUX",
+    "RP": "PART",
+    "TO": "PART",
+    "UH": "INTJ",
+    "SYM": "SYM",
+    "EX": "PRON",
+    "PDT": "DET",
+    "POS": "PART",
 }
 
 #: Spelled-out names (English and Chinese), compared after lower-casing and
 #: turning ``_``/``-``/runs of spaces into one space.
 POS_NAMES_TO_UPOS: Dict[str, str] = {
     # English
-    "adjective": "ADJ", "adjectives": "ADJ", "adj": "ADJ", "adjs": "ADJ",
-    "attributive": "ADJ", "adposition": "ADP", "preposition": "ADP",
-    "postposition": "ADP", "prep": "ADP", "localizer": "ADP",
-    "localiser": "ADP", "adverb": "ADV", "adverbs": "ADV", "adv": "ADV",
-    "auxiliary": "AUX", "auxiliary verb": "AUX", "aux verb": "AUX",
-    "modal": "AUX", "modal verb": "AUX", "aspect marker": "AUX",
-    "coordinating conjunction": "CCONJ", "conjunction": "CCONJ",
-    "conj": "CCONJ", "coord conj": "CCONJ", "subordinating conjunction": "SCONJ",
-    "subordinator": "SCONJ", "sub conj": "SCONJ", "complementizer": "SCONJ",
-    "determiner": "DET", "determinative": "DET", "demonstrative": "DET",
-    "article": "DET", "interjection": "INTJ", "interj": "INTJ",
-    "exclamation": "INTJ", "onomatopoeia": "INTJ", "noun": "NOUN",
-    "nouns": "NOUN", "common noun": "NOUN", "nn": "NOUN", "classifier": "NOUN",
-    "measure word": "NOUN", "measure": "NOUN", "quantifier": "NOUN",
-    "numeral": "NUM", "number": "NUM", "cardinal number": "NUM",
-    "cardinal": "NUM", "ordinal": "NUM", "ordinal number": "NUM",
-    "particle": "PART", "modal particle": "PART", "structural particle": "PART",
-    "pronoun": "PRON", "personal pronoun": "PRON", "proper noun": "PROPN",
-    "proper name": "PROPN", "name": "PROPN", "proper": "PROPN",
-    "punctuation": "PUNCT", "punctuation mark": "PUNCT", "punc": "PUNCT",
-    "symbol": "SYM", "verb": "VERB", "verbs": "VERB", "other": "X",
-    "foreign word": "X", "foreign": "X", "unknown": "X", "idiom": "VERB",
+    "adjective": "ADJ",
+    "adjectives": "ADJ",
+    "adj": "ADJ",
+    "adjs": "ADJ",
+    "attributive": "ADJ",
+    "adposition": "ADP",
+    "preposition": "ADP",
+    "postposition": "ADP",
+    "prep": "ADP",
+    "localizer": "ADP",
+    "localiser": "ADP",
+    "adverb": "ADV",
+    "adverbs": "ADV",
+    "adv": "ADV",
+    "auxiliary": "AUX",
+    "auxiliary verb": "AUX",
+    "aux verb": "AUX",
+    "modal": "AUX",
+    "modal verb": "AUX",
+    "aspect marker": "AUX",
+    "coordinating conjunction": "CCONJ",
+    "conjunction": "CCONJ",
+    "conj": "CCONJ",
+    "coord conj": "CCONJ",
+    "subordinating conjunction": "SCONJ",
+    "subordinator": "SCONJ",
+    "sub conj": "SCONJ",
+    "complementizer": "SCONJ",
+    "determiner": "DET",
+    "determinative": "DET",
+    "demonstrative": "DET",
+    "article": "DET",
+    "interjection": "INTJ",
+    "interj": "INTJ",
+    "exclamation": "INTJ",
+    "onomatopoeia": "INTJ",
+    "noun": "NOUN",
+    "nouns": "NOUN",
+    "common noun": "NOUN",
+    "nn": "NOUN",
+    "classifier": "NOUN",
+    "measure word": "NOUN",
+    "measure": "NOUN",
+    "quantifier": "NOUN",
+    "numeral": "NUM",
+    "number": "NUM",
+    "cardinal number": "NUM",
+    "cardinal": "NUM",
+    "ordinal": "NUM",
+    "ordinal number": "NUM",
+    "particle": "PART",
+    "modal particle": "PART",
+    "structural particle": "PART",
+    "pronoun": "PRON",
+    "personal pronoun": "PRON",
+    "proper noun": "PROPN",
+    "proper name": "PROPN",
+    "name": "PROPN",
+    "proper": "PROPN",
+    "punctuation": "PUNCT",
+    "punctuation mark": "PUNCT",
+    "punc": "PUNCT",
+    "symbol": "SYM",
+    "verb": "VERB",
+    "verbs": "VERB",
+    "other": "X",
+    "foreign word": "X",
+    "foreign": "X",
+    "unknown": "X",
+    "idiom": "VERB",
     # Chinese
-    "名词": "NOUN", "普通名词": "NOUN", "名": "NOUN", "专有名词": "PROPN",
-    "专名": "PROPN", "人名": "PROPN", "地名": "PROPN", "机构名": "PROPN",
-    "机构团体": "PROPN", "组织机构": "PROPN", "其他专名": "PROPN",
-    "时间词": "NOUN", "处所词": "NOUN", "方位词": "ADP", "名动词": "NOUN",
-    "动名词": "NOUN", "动词": "VERB", "动": "VERB", "助动词": "AUX",
-    "情态动词": "AUX", "能愿动词": "AUX", "系动词": "AUX", "副动词": "ADV",
-    "形容词": "ADJ", "形": "ADJ", "区别词": "ADJ", "状态词": "ADJ",
-    "副形词": "ADV", "名形词": "ADJ", "副词": "ADV", "副": "ADV",
-    "介词": "ADP", "连词": "CCONJ", "并列连词": "CCONJ", "从属连词": "SCONJ",
-    "助词": "PART", "结构助词": "PART", "语气词": "PART", "语气助词": "PART",
-    "动态助词": "AUX", "时态助词": "AUX", "叹词": "INTJ", "感叹词": "INTJ",
-    "拟声词": "INTJ", "象声词": "INTJ", "数词": "NUM", "数量词": "NUM",
-    "数字": "NUM", "量词": "NOUN", "代词": "PRON", "人称代词": "PRON",
-    "疑问代词": "PRON", "指示代词": "DET", "指示词": "DET", "限定词": "DET",
-    "冠词": "DET", "标点": "PUNCT", "标点符号": "PUNCT", "符号": "SYM",
-    "成语": "VERB", "习用语": "VERB", "习语": "VERB", "简称": "NOUN",
-    "简称略语": "NOUN", "缩略语": "NOUN", "外文": "X", "外语": "X",
-    "外来词": "X", "英文": "X", "其他": "X", "其它": "X", "未知": "X",
-    "前缀": "PART", "后缀": "PART", "前接成分": "PART", "后接成分": "PART",
+    "名词": "NOUN",
+    "普通名词": "NOUN",
+    "名": "NOUN",
+    "专有名词": "PROPN",
+    "专名": "PROPN",
+    "人名": "PROPN",
+    "地名": "PROPN",
+    "机构名": "PROPN",
+    "机构团体": "PROPN",
+    "组织机构": "PROPN",
+    "其他专名": "PROPN",
+    "时间词": "NOUN",
+    "处所词": "NOUN",
+    "方位词": "ADP",
+    "名动词": "NOUN",
+    "动名词": "NOUN",
+    "动词": "VERB",
+    "动": "VERB",
+    "助动词": "AUX",
+    "情态动词": "AUX",
+    "能愿动词": "AUX",
+    "系动词": "AUX",
+    "副动词": "ADV",
+    "形容词": "ADJ",
+    "形": "ADJ",
+    "区别词": "ADJ",
+    "状态词": "ADJ",
+    "副形词": "ADV",
+    "名形词": "ADJ",
+    "副词": "ADV",
+    "副": "ADV",
+    "介词": "ADP",
+    "连词": "CCONJ",
+    "并列连词": "CCONJ",
+    "从属连词": "SCONJ",
+    "助词": "PART",
+    "结构助词": "PART",
+    "语气词": "PART",
+    "语气助词": "PART",
+    "动态助词": "AUX",
+    "时态助词": "AUX",
+    "叹词": "INTJ",
+    "感叹词": "INTJ",
+    "拟声词": "INTJ",
+    "象声词": "INTJ",
+    "数词": "NUM",
+    "数量词": "NUM",
+    "数字": "NUM",
+    "量词": "NOUN",
+    "代词": "PRON",
+    "人称代词": "PRON",
+    "疑问代词": "PRON",
+    "指示代词": "DET",
+    "指示词": "DET",
+    "限定词": "DET",
+    "冠词": "DET",
+    "标点": "PUNCT",
+    "标点符号": "PUNCT",
+    "符号": "SYM",
+    "成语": "VERB",
+    "习用语": "VERB",
+    "习语": "VERB",
+    "简称": "NOUN",
+    "简称略语": "NOUN",
+    "缩略语": "NOUN",
+    "外文": "X",
+    "外语": "X",
+    "外来词": "X",
+    "英文": "X",
+    "其他": "X",
+    "其它": "X",
+    "未知": "X",
+    "前缀": "PART",
+    "后缀": "PART",
+    "前接成分": "PART",
+    "后接成分": "PART",
 }
 
 #: Chinese suffix rules tried (longest first) when no table matches,
 #: e.g. ``及物动词`` -> VERB, ``抽象名词`` -> NOUN.
 _ZH_SUFFIX_RULES = (
-    ("专有名词", "PROPN"), ("助动词", "AUX"), ("代词", "PRON"), ("名词", "NOUN"),
-    ("动词", "VERB"), ("形容词", "ADJ"), ("副词", "ADV"), ("介词", "ADP"),
-    ("连词", "CCONJ"), ("助词", "PART"), ("数词", "NUM"), ("量词", "NOUN"),
-    ("叹词", "INTJ"), ("标点", "PUNCT"),
+    ("专有名词", "PROPN"),
+    ("助动词", "AUX"),
+    ("代词", "PRON"),
+    ("名词", "NOUN"),
+    ("动词", "VERB"),
+    ("形容词", "ADJ"),
+    ("副词", "ADV"),
+    ("介词", "ADP"),
+    ("连词", "CCONJ"),
+    ("助词", "PART"),
+    ("数词", "NUM"),
+    ("量词", "NOUN"),
+    ("叹词", "INTJ"),
+    ("标点", "PUNCT"),
 )
 
 _UPOS_SET = frozenset(UPOS_TAGS)
-_CJK_ONLY = re.compile(r"^[\u3400-\u4dbf\u4e00-\u9fff]+$")
+_CJK_ONLY = re.compile(f"^[{CJK_RANGES}]+$")
 _SPLIT_RE = re.compile(r"[\s/|,;，；、()（）\[\]【】<>《》:：=+]+")
 _NUMERAL_CHARS = frozenset(
-    "0123456789〇零一二三四五六七八九十百千万亿兆两壹贰叁肆伍陆柒捌玖拾佰仟廿卅几半数"
-    "０１２３４５６７８９"
+    "0123456789〇零一二三四五六七八九十百千万亿兆两壹贰叁肆伍陆柒捌玖拾佰仟廿卅几半数０１２３４５６７８９"
 )
 
 

@@ -11,6 +11,7 @@
   Every label then has at least ``k`` instances (all of its instances when the
   pool has fewer), and every added sentence helped a label still below ``k``.
 """
+
 import random
 from collections import Counter
 from typing import Dict, Iterable, List, Optional, Sequence
@@ -77,17 +78,17 @@ def nway_kshot_indices(
     if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
         raise ValueError(Errors.KF119.format(ks=[k]))
     per_doc = [label_counts([doc], spans_key) for doc in docs]
-    pool = Counter()
+    pool: Counter = Counter()
     for counts in per_doc:
         pool.update(counts)
     wanted = set(labels) if labels is not None else set(pool)
-    per_doc = [Counter({l: c for l, c in counts.items() if l in wanted}) for counts in per_doc]
+    per_doc = [Counter({lab: c for lab, c in counts.items() if lab in wanted}) for counts in per_doc]
     order = list(range(len(docs)))
     random.Random(seed).shuffle(order)
     chosen: List[int] = []
     taken = set()
     have: Counter = Counter()
-    for label in sorted(wanted, key=lambda l: (pool[l], l)):
+    for label in sorted(wanted, key=lambda lab: (pool[lab], lab)):
         for i in order:
             if have[label] >= k:
                 break

@@ -1,4 +1,5 @@
 """The registered scorer ``spacy-knowfree.knowfree_scorer.v1``."""
+
 from typing import Any, Callable, Dict, Iterable
 
 from spacy.scorer import Scorer

@@ -6,6 +6,7 @@ precision for recall better depends on the model and the data; sweeping it on
 the dev split and keeping the one with the best span F1 answers that. The logits are computed once; each threshold only re-runs the
 decoder (flat or nested, as the component is configured).
 """
+
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
@@ -53,8 +54,12 @@ class ThresholdSweep:
 
     def to_dict(self) -> Dict[str, Any]:
         return {
-            "component": self.component, "spans_key": self.spans_key, "current": self.current,
-            "n_docs": self.n_docs, "n_gold": self.n_gold, "best": asdict(self.best),
+            "component": self.component,
+            "spans_key": self.spans_key,
+            "current": self.current,
+            "n_docs": self.n_docs,
+            "n_gold": self.n_gold,
+            "best": asdict(self.best),
             "scores": [asdict(s) for s in self.scores],
         }
 
@@ -85,12 +90,15 @@ def sweep_thresholds(
     """
     tried = sorted(set(thresholds)) if thresholds is not None else threshold_grid()
     if not tried or tried[0] < 0.0 or tried[-1] >= 1.0:
-        raise ValueError(Errors.KF501.format(low=tried[0] if tried else None,
-                                             high=tried[-1] if tried else None, step="-"))
+        raise ValueError(
+            Errors.KF501.format(low=tried[0] if tried else None, high=tried[-1] if tried else None, step="-")
+        )
     key = component.key
     gold: Set[SpanKey] = {
         (i, span.start, span.end, span.label_)
-        for i, doc in enumerate(docs) if key in doc.spans for span in doc.spans[key]
+        for i, doc in enumerate(docs)
+        if key in doc.spans
+        for span in doc.spans[key]
     }
     if not gold:
         raise ValueError(Errors.KF500.format(n=len(docs), key=key, name=component.name))
@@ -99,7 +107,7 @@ def sweep_thresholds(
     candidates: List[Tuple[int, int, List[DecodedSpan]]] = []  # doc index, length, best first
     copies = fresh_copies(nlp, docs)
     for first in range(0, len(copies), batch_size):
-        batch = run_upstream(nlp, component, copies[first:first + batch_size], batch_size)
+        batch = run_upstream(nlp, component, copies[first : first + batch_size], batch_size)
         for offset, (doc, logits) in enumerate(zip(batch, component.predict(batch))):
             grid = component.model.ops.to_numpy(logits)[..., : len(labels)]
             candidates.append((first + offset, len(doc), candidate_spans(grid, tried[0])))
@@ -116,5 +124,4 @@ def sweep_thresholds(
         r = correct / len(gold)
         f = 2 * p * r / (p + r) if p + r else 0.0
         scores.append(ThresholdScore(threshold, p, r, f, len(predicted)))
-    return ThresholdSweep(component.name, key, float(component.cfg["threshold"]), len(docs),
-                          len(gold), scores)
+    return ThresholdSweep(component.name, key, float(component.cfg["threshold"]), len(docs), len(gold), scores)

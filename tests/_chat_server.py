@@ -1,5 +1,6 @@
 """A real OpenAI-compatible chat-completions server on 127.0.0.1 for the
 backend, extension, merging and augmentation tests."""
+
 import json
 import threading
 import time
@@ -12,7 +13,8 @@ Behaviour = Callable[[Dict[str, Any], int], Tuple[int, Dict[str, str], Any, floa
 
 def reply_body(text: str, finish_reason: str = "stop") -> Dict[str, Any]:
     return {
-        "id": "x", "object": "chat.completion",
+        "id": "x",
+        "object": "chat.completion",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish_reason}],
     }
 
@@ -45,8 +47,9 @@ class ChatServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])).decode("utf8"))
                 with server.lock:
                     n = len(server.requests)
-                    server.requests.append({"path": self.path, "headers": dict(self.headers), "json": body,
-                                            "time": time.monotonic()})
+                    server.requests.append(
+                        {"path": self.path, "headers": dict(self.headers), "json": body, "time": time.monotonic()}
+                    )
                 status, headers, payload, delay = server.behaviour(body, n)
                 if delay:
                     time.sleep(delay)
@@ -65,8 +68,7 @@ class ChatServer:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1/chat/completions"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     def prompts(self) -> List[str]:

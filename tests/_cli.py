@@ -1,4 +1,5 @@
 """Running the ``knowfree`` command line in-process, as a user sees it (for CLI tests)."""
+
 from typing import Iterator, Tuple
 
 import pytest

@@ -1,4 +1,5 @@
 """Small hand-made training sets for component tests."""
+
 from typing import Iterable, List, Optional, Sequence, Tuple
 
 import spacy
@@ -44,13 +45,9 @@ def make_examples(
     examples = []
     for text, anns in data:
         reference = nlp.make_doc(text)
-        reference.spans[spans_key] = [
-            reference.char_span(s, e, label=label) for s, e, label in anns
-        ]
+        reference.spans[spans_key] = [reference.char_span(s, e, label=label) for s, e, label in anns]
         if extension is not None and text in extension:
-            reference.spans[extension_key] = [
-                reference.char_span(s, e, label=label) for s, e, label in extension[text]
-            ]
+            reference.spans[extension_key] = [reference.char_span(s, e, label=label) for s, e, label in extension[text]]
         if text in synthetic:
             reference.user_data["knowfree_synthetic"] = True
         examples.append(Example(nlp.make_doc(text), reference))

@@ -1,7 +1,8 @@
 """Whether the offline models the end-to-end tests need are installed."""
+
 import importlib.util
 
-from spacy_knowfree.llm_tasks.local_causal_lm import default_model_path
+from spacy_knowfree.llm.models.local_causal_lm import default_model_path
 
 
 def smollm2_available() -> bool:

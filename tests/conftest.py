@@ -1,4 +1,5 @@
 """Shared pytest fixtures."""
+
 import os
 import socket
 from pathlib import Path

@@ -2,6 +2,7 @@
 and entity-preserving paraphrasing. Scripted models test parsing and
 plumbing; one paraphrasing run goes through the OpenAI-compatible backend
 against a real HTTP server on 127.0.0.1 (and is interrupted and resumed)."""
+
 import json
 import random
 import re
@@ -14,20 +15,25 @@ import srsly
 from spacy.tokens import DocBin
 from typer.testing import CliRunner
 
-import spacy_knowfree.llm_tasks  # noqa: F401  (registers the backends)
-from spacy_knowfree.augment import (
-    EntityGenerationAugmenter, EntityPool, GenerationSettings, ParaphraseAugmenter, ParaphraseSettings,
-    find_mentions, format_entity, parse_marked, place_mentions, read_variants,
+import spacy_knowfree.llm  # noqa: F401  (registers the backends)
+from spacy_knowfree.cli import app
+from spacy_knowfree.constants import PROVENANCE_KEY, SYNTHETIC_FLAG
+from spacy_knowfree.llm.runner import LLMRunner
+from spacy_knowfree.synthesis import (
+    EntityGenerationAugmenter,
+    EntityPool,
+    GenerationSettings,
+    ParaphraseAugmenter,
+    ParaphraseSettings,
+    find_mentions,
+    format_entity,
+    parse_marked,
+    place_mentions,
+    read_variants,
 )
-from spacy_knowfree.cli import _register_commands, app
-from spacy_knowfree.component import SYNTHETIC_FLAG
-from spacy_knowfree.synthesis import PROVENANCE_KEY, LLMRunner
 
 from _chat_server import ChatServer, reply_body
 from _examples import FLAT
-
-_register_commands()
-
 
 pytestmark = pytest.mark.usefixtures("only_localhost")
 
@@ -59,10 +65,13 @@ class ScriptedModel:
 
 
 # ----------------------------------------------------------------------------- templates
-@pytest.mark.parametrize("lang,tails", [
-    ("zh", ("句子：", "改写：", "改写：")),
-    ("en", ("Sentence:", "Rewritten:", "Paraphrase:")),
-])
+@pytest.mark.parametrize(
+    "lang,tails",
+    [
+        ("zh", ("句子：", "改写：", "改写：")),
+        ("en", ("Sentence:", "Rewritten:", "Paraphrase:")),
+    ],
+)
 def test_augmenter_templates_render_in_both_languages(lang, tails):
     nlp = spacy.blank("zh")
     docs = flat_docs(nlp)
@@ -103,9 +112,13 @@ def test_class_uniform_and_entity_uniform_sampling():
 def test_marked_sentences_are_parsed_or_rejected():
     types = ["PER", "LOC", "组织机构"]
     assert parse_marked('句子：PER("张三")在LOC(“北京”)的组织机构("腾讯公司")工作。', types) == (
-        ("张三在北京的腾讯公司工作。", [(0, 2, "PER"), (3, 5, "LOC"), (6, 10, "组织机构")]), None)
+        ("张三在北京的腾讯公司工作。", [(0, 2, "PER"), (3, 5, "LOC"), (6, 10, "组织机构")]),
+        None,
+    )
     assert parse_marked('Sentence: "PER("John Smith") flew to LOC("Paris")."', ["PER", "LOC"]) == (
-        ('"John Smith flew to Paris."', [(1, 11, "PER"), (20, 25, "LOC")]), None)
+        ('"John Smith flew to Paris."', [(1, 11, "PER"), (20, 25, "LOC")]),
+        None,
+    )
     assert parse_marked("张三在北京工作。", types) == (("张三在北京工作。", []), None)  # no marks: relabelled later
     assert parse_marked('ANIMAL("猫")在LOC("北京")。', types) == (None, "unparsable")  # unknown type
     assert parse_marked('PER("张三在北京工作。', types) == (None, "unparsable")  # broken mark
@@ -122,7 +135,11 @@ def test_relabelling_from_the_entity_list():
     text = "李四和张三在北京大学见面，然后去北京。"
     spans, added = pool.relabel(text, [(0, 2, "PER")])
     assert [(text[s:e], label) for s, e, label in spans] == [
-        ("李四", "PER"), ("张三", "PER"), ("北京大学", "ORG"), ("北京", "LOC")]
+        ("李四", "PER"),
+        ("张三", "PER"),
+        ("北京大学", "ORG"),
+        ("北京", "LOC"),
+    ]
     assert added == 3  # "京" (one character) is not relabelled, and marked spans are kept
     assert pool.relabel("Parisian food in Paris.", [])[0] == [(17, 22, "LOC")]  # word boundaries
     assert find_mentions("Paris, Parisian, (Paris)", "Paris") == [(0, 5), (18, 23)]
@@ -167,8 +184,11 @@ def test_generation_with_diversification_grows_the_entity_list(tmp_path):
     assert "示例：" in first and first.count("句子：") == 3  # two few-shot examples + the query
     assert re.search(r'句子：\w*PER\("\w+"\)', first)  # examples mark their entities as Type("entity")
     records = augmenter.records
-    round_one_new = [r["new_entity"] for r in records[:records.index([r for r in records if r["step"] == "generate"][4])]
-                     if r.get("new_entity")]
+    round_one_new = [
+        r["new_entity"]
+        for r in records[: records.index([r for r in records if r["step"] == "generate"][4])]
+        if r.get("new_entity")
+    ]
     assert round_one_new, "the first round should find new entities"
     wanted = [_ENTITIES_RE.findall(p.split("实体：")[-1].split("\n")[0]) for p in gen_prompts]
     assert [len(w) for w in wanted] == [9] * 4 + [9 + len(round_one_new)] * 4
@@ -189,7 +209,8 @@ def test_generation_with_diversification_grows_the_entity_list(tmp_path):
     assert all(augmenter.pool.type_of[e] in ("PER", "LOC", "ORG") for e in new)
     assert len(augmenter.pool) == 9 + len(new) == summary.extra["entity list: entities at end"]
     assert summary.dropped.get("diversify: no_new_entity", 0) == sum(
-        1 for r in records if r["step"] == "diversify" and r["masked"] == "王五")
+        1 for r in records if r["step"] == "diversify" and r["masked"] == "王五"
+    )
     assert all(d.user_data[SYNTHETIC_FLAG] is True for d in out)
     assert {d.user_data[PROVENANCE_KEY]["step"] for d in out} == {"generate", "diversify"}
     assert summary.docs == len(out) == summary.kept
@@ -197,7 +218,8 @@ def test_generation_with_diversification_grows_the_entity_list(tmp_path):
     back = list(DocBin().from_disk(tmp_path / "gen.spacy").get_docs(nlp.vocab))
     assert [d.user_data[SYNTHETIC_FLAG] for d in back] == [True] * len(out)
     assert [[(s.text, s.label_) for s in d.spans["sc"]] for d in back] == [
-        [(s.text, s.label_) for s in d.spans["sc"]] for d in out]
+        [(s.text, s.label_) for s in d.spans["sc"]] for d in out
+    ]
     with pytest.raises(ValueError, match="KF305"):
         EntityGenerationAugmenter(LLMRunner(model), spans_key="nope").run([nlp.make_doc("没有实体")], progress=False)
     with pytest.raises(ValueError, match="KF304"):
@@ -209,8 +231,22 @@ def test_generation_cli_resumes_from_the_cache(tmp_path):
     DocBin(docs=flat_docs(nlp)).to_disk(tmp_path / "train.spacy")
     config = tmp_path / "llm.cfg"
     config.write_text('[model]\n@llm_models = "knowfree-test.ScriptedGenerator.v1"\n', encoding="utf8")
-    args = ["augment", "generate", str(tmp_path / "train.spacy"), str(tmp_path / "gen.spacy"), "-c", str(config),
-            "--n-samples", "6", "--batch-size", "3", "--sampling", "entity", "--summary", str(tmp_path / "s.json")]
+    args = [
+        "augment",
+        "generate",
+        str(tmp_path / "train.spacy"),
+        str(tmp_path / "gen.spacy"),
+        "-c",
+        str(config),
+        "--n-samples",
+        "6",
+        "--batch-size",
+        "3",
+        "--sampling",
+        "entity",
+        "--summary",
+        str(tmp_path / "s.json"),
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "LLM calls made" in result.output and "entity list: entities at start" in result.output
@@ -241,6 +277,15 @@ PARAPHRASES = {
 }
 
 
+def test_both_augmenters_are_augmenters():
+    from spacy_knowfree.synthesis import Augmenter
+
+    runner = LLMRunner(ScriptedModel(lambda prompt: ""))
+    assert isinstance(EntityGenerationAugmenter(runner), Augmenter)
+    assert isinstance(ParaphraseAugmenter(runner), Augmenter)
+    assert not isinstance(object(), Augmenter)
+
+
 def test_place_mentions_and_read_variants():
     mentions = [("北京大学", "ORG"), ("北京", "LOC"), ("张三", "PER")]
     spans, missing = place_mentions("张三离开北京大学，回到北京。", mentions)
@@ -267,7 +312,11 @@ def test_paraphrases_keep_every_entity_or_are_dropped():
     assert [d.text for d in out] == ["张三目前在北京上班。", "赵六与钱七在深圳碰面，钱七很高兴。"]
     assert [(s.text, s.label_) for s in out[0].spans["sc"]] == [("张三", "PER"), ("北京", "LOC")]
     assert [(s.text, s.label_) for s in out[1].spans["sc"]] == [
-        ("赵六", "PER"), ("钱七", "PER"), ("深圳", "LOC"), ("钱七", "PER")]
+        ("赵六", "PER"),
+        ("钱七", "PER"),
+        ("深圳", "LOC"),
+        ("钱七", "PER"),
+    ]
     assert [(e.text, e.label_) for e in out[1].ents] == [(s.text, s.label_) for s in out[1].spans["sc"]]
     assert dict(summary.dropped) == {"entity_lost": 1, "copy_of_source": 1}
     assert summary.outputs == 4 and summary.kept == 2 and summary.docs == 2
@@ -282,11 +331,15 @@ def test_several_variants_per_sentence():
     reply = '```json\n["张三目前在北京上班。", "北京是张三工作的地方。", "张三在京工作。"]\n```'
     model = ScriptedModel(lambda p: reply)
     settings = ParaphraseSettings(n_variants=3)
-    out, summary = ParaphraseAugmenter(LLMRunner(model), settings=settings, make_doc=nlp.make_doc).run(docs, progress=False)
+    out, summary = ParaphraseAugmenter(LLMRunner(model), settings=settings, make_doc=nlp.make_doc).run(
+        docs, progress=False
+    )
     assert "3 种不同的改写" in model.prompts[0]
     assert [d.text for d in out] == ["张三目前在北京上班。", "北京是张三工作的地方。"]
     assert [[(s.text, s.label_) for s in d.spans["sc"]] for d in out] == [
-        [("张三", "PER"), ("北京", "LOC")], [("北京", "LOC"), ("张三", "PER")]]
+        [("张三", "PER"), ("北京", "LOC")],
+        [("北京", "LOC"), ("张三", "PER")],
+    ]
     assert summary.outputs == 3 and dict(summary.dropped) == {"entity_lost": 1}
     with pytest.raises(ValueError, match="KF304"):
         ParaphraseSettings(n_variants=0).check()
@@ -319,11 +372,23 @@ def test_paraphrase_cli_over_http_is_interrupted_and_resumed(chat_server, tmp_pa
         '[model]\n@llm_models = "spacy-knowfree.OpenAICompatible.v1"\n'
         'endpoint = ${vars.endpoint}\nmodel = "paraphraser"\nconcurrency = 1\nmax_retries = 0\n'
         f'\n[model.cache]\n@llm_misc = "spacy-knowfree.ResponseCache.v1"\npath = "{tmp_path / "replies.jsonl"}"\n',
-        encoding="utf8")
+        encoding="utf8",
+    )
     out = tmp_path / "para.spacy"
-    args = ["augment", "paraphrase", str(tmp_path / "train.spacy"), str(out), "-c", str(config),
-            "--summary", str(tmp_path / "s.json"), "--log", str(tmp_path / "log.jsonl"),
-            "--vars.endpoint", chat_server.url]  # overrides as in spacy train
+    args = [
+        "augment",
+        "paraphrase",
+        str(tmp_path / "train.spacy"),
+        str(out),
+        "-c",
+        str(config),
+        "--summary",
+        str(tmp_path / "s.json"),
+        "--log",
+        str(tmp_path / "log.jsonl"),
+        "--vars.endpoint",
+        chat_server.url,
+    ]  # overrides as in spacy train
     chat_server.refuse = "王五加入了腾讯公司"  # the third prompt fails: the run stops there
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1 and "KF202" in result.output and "resume" in result.output

@@ -7,6 +7,7 @@ the real OpenAI-compatible backend talking to an ``http.server`` on
 merge decision (eq. 6-8) is the real one. No address other than 127.0.0.1 is
 ever contacted.
 """
+
 import json
 import re
 import socket
@@ -21,19 +22,18 @@ from spacy.tokens import DocBin
 from spacy_llm.registry import registry
 from typer.testing import CliRunner
 
-import spacy_knowfree.llm_tasks  # noqa: F401  (registers the tasks and backends)
-from spacy_knowfree import label_merging
-from spacy_knowfree.cli import _register_commands, app
-from spacy_knowfree.cli.extend import build_knowledge_pipeline
-from spacy_knowfree.llm_tasks.local_causal_lm import LocalCausalLM
-from spacy_knowfree.llm_tasks.openai_compatible import OpenAICompatibleModel
-from spacy_knowfree.llm_tasks.response_cache import LLMCallCounts, ResponseCache, cache_key
+import spacy_knowfree.llm  # noqa: F401  (registers the tasks and backends)
+from spacy_knowfree.cli import app
+from spacy_knowfree.knowledge.label_merging import embeddings as label_embeddings
+from spacy_knowfree.knowledge.pipeline import build_knowledge_pipeline
+from spacy_knowfree.llm.cache import LLMCallCounts, ResponseCache, cache_key
+from spacy_knowfree.llm.models.local_causal_lm import LocalCausalLM
+from spacy_knowfree.llm.models.openai_compatible import OpenAICompatibleModel
 
 from _chat_server import ChatServer, answering
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KEY = "knowfree_ext"
-_register_commands()
 runner = CliRunner()
 
 
@@ -60,7 +60,7 @@ def fake_reply(prompt: str) -> str:
         words = re.search(r"(\[\".*\"\])\n", prompt)
         items = srsly.json_loads(words.group(1)) if words else list(text)
         return json.dumps([{"word": w, "pos": "NOUN"} for w in items[:-1]], ensure_ascii=False)
-    return json.dumps([text[i:i + 2] for i in range(0, len(text), 2)], ensure_ascii=False)
+    return json.dumps([text[i : i + 2] for i in range(0, len(text), 2)], ensure_ascii=False)
 
 
 class FakeCachedLLM:
@@ -99,8 +99,9 @@ class FakeCachedLLM:
 
 
 @registry.llm_models("knowfree-test.FakeCachedLLM.v1")
-def make_fake_cached_llm(cache: Optional[ResponseCache] = None,
-                         context_length: Optional[int] = 100_000) -> FakeCachedLLM:
+def make_fake_cached_llm(
+    cache: Optional[ResponseCache] = None, context_length: Optional[int] = 100_000
+) -> FakeCachedLLM:
     return FakeCachedLLM(cache, context_length)
 
 
@@ -113,7 +114,8 @@ lang = "zh"
 pipeline = ["llm_seg", "llm_pos", "llm_ent"]
 
 [components]
-""" + "".join(f"""
+""" + "".join(
+    f"""
 [components.llm_{name}]
 factory = "llm"
 
@@ -126,8 +128,13 @@ factory = "llm"
 [components.llm_{name}.model.cache]
 @llm_misc = "spacy-knowfree.ResponseCache.v1"
 path = ${{paths.cache}}
-""" for name, task in [("seg", "spacy-knowfree.Segmentation.v1"), ("pos", "spacy-knowfree.POSTagging.v1"),
-                       ("ent", "spacy-knowfree.ExtensionEntities.v1")])
+"""
+    for name, task in [
+        ("seg", "spacy-knowfree.Segmentation.v1"),
+        ("pos", "spacy-knowfree.POSTagging.v1"),
+        ("ent", "spacy-knowfree.ExtensionEntities.v1"),
+    ]
+)
 
 
 @pytest.fixture
@@ -168,8 +175,15 @@ def test_extend_reports_drops_and_calls_and_a_rerun_comes_from_the_cache(tmp_pat
     make_corpus(tmp_path / "train.spacy")
     (tmp_path / "kb.cfg").write_text(EXTEND_CONFIG, encoding="utf8")
     cache = tmp_path / "replies.jsonl"
-    args = ["extend", str(tmp_path / "train.spacy"), str(tmp_path / "fused.spacy"), "-c", str(tmp_path / "kb.cfg"),
-            "--paths.cache", str(cache)]
+    args = [
+        "extend",
+        str(tmp_path / "train.spacy"),
+        str(tmp_path / "fused.spacy"),
+        "-c",
+        str(tmp_path / "kb.cfg"),
+        "--paths.cache",
+        str(cache),
+    ]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     assert calls_line(first.output) == "LLM calls: 9 made, 0 answered from cache, 0 failed"
@@ -202,15 +216,13 @@ def test_extend_reports_drops_and_calls_and_a_rerun_comes_from_the_cache(tmp_pat
 def test_extend_unlabeled_flags_raw_text_and_refuses_gold(tmp_path):
     nlp = spacy.blank("zh")
     DocBin(docs=[nlp(text) for text in TEXTS]).to_disk(tmp_path / "raw.spacy")
-    result = runner.invoke(app, ["extend", str(tmp_path / "raw.spacy"), str(tmp_path / "out.spacy"),
-                                 "--unlabeled"])
+    result = runner.invoke(app, ["extend", str(tmp_path / "raw.spacy"), str(tmp_path / "out.spacy"), "--unlabeled"])
     assert result.exit_code == 0, result.output
     docs = list(DocBin().from_disk(tmp_path / "out.spacy").get_docs(nlp.vocab))
     assert [d.user_data.get("knowfree_unlabeled") for d in docs] == [True] * len(TEXTS)
     assert all(len(d.spans[KEY]) for d in docs)  # the lexicon's knowledge is there to train on
     make_corpus(tmp_path / "gold.spacy")
-    refused = runner.invoke(app, ["extend", str(tmp_path / "gold.spacy"), str(tmp_path / "x.spacy"),
-                                  "--unlabeled"])
+    refused = runner.invoke(app, ["extend", str(tmp_path / "gold.spacy"), str(tmp_path / "x.spacy"), "--unlabeled"])
     assert refused.exit_code == 1
     assert "KF276" in refused.output and "3 doc(s)" in refused.output
     assert not (tmp_path / "x.spacy").exists()
@@ -220,8 +232,17 @@ def test_extend_after_a_crash_asks_only_for_the_missing_prompts(tmp_path, fake_l
     make_corpus(tmp_path / "train.spacy")
     (tmp_path / "kb.cfg").write_text(EXTEND_CONFIG, encoding="utf8")
     cache = tmp_path / "replies.jsonl"
-    args = ["extend", str(tmp_path / "train.spacy"), str(tmp_path / "fused.spacy"), "-c", str(tmp_path / "kb.cfg"),
-            "--paths.cache", str(cache), "--batch-size", "2"]
+    args = [
+        "extend",
+        str(tmp_path / "train.spacy"),
+        str(tmp_path / "fused.spacy"),
+        "-c",
+        str(tmp_path / "kb.cfg"),
+        "--paths.cache",
+        str(cache),
+        "--batch-size",
+        "2",
+    ]
     CRASH["after"] = 4  # batch 1: seg (2 prompts), pos (2), then the entity call crashes
     crashed = runner.invoke(app, args)
     assert crashed.exit_code != 0 and isinstance(crashed.exception, RuntimeError)
@@ -247,11 +268,14 @@ def test_build_knowledge_pipeline_keeps_its_signature(tmp_path, monkeypatch, fak
 
 
 # ============================================================================= shipped configs
-@pytest.mark.parametrize("name,backend,pipeline", [
-    ("extend_smollm2", LocalCausalLM, ["llm_seg", "llm_pos", "llm_ent"]),
-    ("extend_openai", OpenAICompatibleModel, ["llm_seg", "llm_pos", "llm_ent"]),
-    ("extend_lexicon_llm", LocalCausalLM, ["lexicon", "llm_ent"]),
-])
+@pytest.mark.parametrize(
+    "name,backend,pipeline",
+    [
+        ("extend_smollm2", LocalCausalLM, ["llm_seg", "llm_pos", "llm_ent"]),
+        ("extend_openai", OpenAICompatibleModel, ["llm_seg", "llm_pos", "llm_ent"]),
+        ("extend_lexicon_llm", LocalCausalLM, ["lexicon", "llm_ent"]),
+    ],
+)
 def test_shipped_configs_resolve_without_connecting_or_loading(tmp_path, monkeypatch, name, backend, pipeline):
     def refuse(*args, **kwargs):
         raise AssertionError("no connection may be opened while building the pipeline")
@@ -267,7 +291,7 @@ def test_shipped_configs_resolve_without_connecting_or_loading(tmp_path, monkeyp
     nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
     assert nlp.pipe_names == pipeline
     tasks = [type(nlp.get_pipe(n).task).__name__ for n in pipeline if n.startswith("llm_")]
-    assert tasks == ["SegmentationTask", "POSTaggingTask", "ExtensionEntitiesTask"][-len(tasks):]
+    assert tasks == ["SegmentationTask", "POSTaggingTask", "ExtensionEntitiesTask"][-len(tasks) :]
     for n in pipeline:
         if not n.startswith("llm_"):
             continue
@@ -290,11 +314,16 @@ def test_shipped_configs_resolve_without_connecting_or_loading(tmp_path, monkeyp
 # 城市 inside 地名's, 姓名 far away: with epsilon 1.5 the first two merge and
 # 姓名 is rejected (distances and thresholds are checked against numpy below).
 VECTORS = {
-    "张三": (0.0, 0.0), "李四": (1.0, 0.0), "王五": (0.0, 1.0),  # 人名
-    "赵六": (0.5, 0.5), "孙七": (0.3, 0.2),  # 人物
+    "张三": (0.0, 0.0),
+    "李四": (1.0, 0.0),
+    "王五": (0.0, 1.0),  # 人名
+    "赵六": (0.5, 0.5),
+    "孙七": (0.3, 0.2),  # 人物
     "周八": (3.0, 3.0),  # 姓名
-    "北京": (10.0, 0.0), "上海": (11.0, 0.0),  # 地名
-    "广州": (10.5, 0.5), "深圳": (10.5, -0.3),  # 城市
+    "北京": (10.0, 0.0),
+    "上海": (11.0, 0.0),  # 地名
+    "广州": (10.5, 0.5),
+    "深圳": (10.5, -0.3),  # 城市
 }
 MERGE_DOCS = [
     ("张三和李四在北京见到王五。", [("张三", "人名"), ("李四", "人名"), ("北京", "地名"), ("王五", "人名")]),
@@ -313,7 +342,7 @@ def fake_embeddings(monkeypatch):
         seen.append({"pairs": list(pairs), "model": model, "template": template})
         return np.array([VECTORS[e] for e, _ in pairs], dtype="float32")
 
-    monkeypatch.setattr(label_merging, "embed_entity_pairs", embed)
+    monkeypatch.setattr(label_embeddings, "embed_entity_pairs", embed)
     return seen
 
 
@@ -324,8 +353,11 @@ def make_merge_corpus(path: Path) -> None:
         doc = nlp(text)
         spans = [doc.char_span(text.index(e), text.index(e) + len(e), label=f"ENT:{t}") for e, t in ents]
         spans.append(doc.char_span(0, 2, label="SEG:WORD"))
-        spans += [doc.char_span(0, 2, label="POS:noun"), doc.char_span(0, 2, label="POS:NOUN"),
-                  doc.char_span(2, 3, label="POS:zzz")]
+        spans += [
+            doc.char_span(0, 2, label="POS:noun"),
+            doc.char_span(0, 2, label="POS:NOUN"),
+            doc.char_span(2, 3, label="POS:zzz"),
+        ]
         doc.spans[KEY] = spans
         doc.spans["sc"] = [doc.char_span(0, 2, label="PER")]
         doc.user_data["knowfree_llm_stats"] = {"ENT": {"replies": 1}}
@@ -345,9 +377,21 @@ def test_merge_labels_with_a_groups_file(tmp_path, fake_embeddings):
     make_merge_corpus(tmp_path / "fused.spacy")
     (tmp_path / "groups.json").write_text(json.dumps(GROUPS, ensure_ascii=False), encoding="utf8")
     label_map = tmp_path / "map.json"
-    args = ["merge-labels", str(tmp_path / "fused.spacy"), str(tmp_path / "merged.spacy"),
-            "--label-map", str(label_map), "--groups", str(tmp_path / "groups.json"),
-            "--template", "{entity}是{type}", "--embedding-model", "my-embedder", "--top-p", "5"]
+    args = [
+        "merge-labels",
+        str(tmp_path / "fused.spacy"),
+        str(tmp_path / "merged.spacy"),
+        "--label-map",
+        str(label_map),
+        "--groups",
+        str(tmp_path / "groups.json"),
+        "--template",
+        "{entity}是{type}",
+        "--embedding-model",
+        "my-embedder",
+        "--top-p",
+        "5",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert fake_embeddings[0]["template"] == "{entity}是{type}" and fake_embeddings[0]["model"] == "my-embedder"
@@ -398,8 +442,18 @@ def test_apply_only_round_trip_with_a_reviewed_map(tmp_path, fake_embeddings, mo
     make_merge_corpus(tmp_path / "fused.spacy")
     (tmp_path / "groups.json").write_text(json.dumps(GROUPS, ensure_ascii=False), encoding="utf8")
     label_map = tmp_path / "map.json"
-    computed = runner.invoke(app, ["merge-labels", str(tmp_path / "fused.spacy"), str(tmp_path / "m1.spacy"),
-                                   "-m", str(label_map), "--groups", str(tmp_path / "groups.json")])
+    computed = runner.invoke(
+        app,
+        [
+            "merge-labels",
+            str(tmp_path / "fused.spacy"),
+            str(tmp_path / "m1.spacy"),
+            "-m",
+            str(label_map),
+            "--groups",
+            str(tmp_path / "groups.json"),
+        ],
+    )
     assert computed.exit_code == 0, computed.output
     # the reviewer moves 姓名 under 人名 and keeps 城市 apart from 地名
     data = json.loads(label_map.read_text(encoding="utf8"))
@@ -412,30 +466,75 @@ def test_apply_only_round_trip_with_a_reviewed_map(tmp_path, fake_embeddings, mo
     def no_embedding(*args, **kwargs):
         raise AssertionError("--apply-only must not embed anything")
 
-    monkeypatch.setattr(label_merging, "embed_entity_pairs", no_embedding)
-    applied = runner.invoke(app, ["merge-labels", str(tmp_path / "fused.spacy"), str(tmp_path / "m2.spacy"),
-                                  "-m", str(label_map), "--apply-only", "--no-pos"])
+    monkeypatch.setattr(label_embeddings, "embed_entity_pairs", no_embedding)
+    applied = runner.invoke(
+        app,
+        [
+            "merge-labels",
+            str(tmp_path / "fused.spacy"),
+            str(tmp_path / "m2.spacy"),
+            "-m",
+            str(label_map),
+            "--apply-only",
+            "--no-pos",
+        ],
+    )
     assert applied.exit_code == 0, applied.output
     docs = read_docs(tmp_path / "m2.spacy")
     assert ent_labels(docs) == expected_ents({"人物": "人名", "姓名": "人名"})
     assert {s.label_ for d in docs for s in d.spans[KEY] if s.label_.startswith("POS:")} == {
-        "POS:noun", "POS:NOUN", "POS:zzz"}  # --no-pos
+        "POS:noun",
+        "POS:NOUN",
+        "POS:zzz",
+    }  # --no-pos
     assert json.loads(label_map.read_text(encoding="utf8")) == data  # the reviewed file is untouched
     # applying the reviewed map to the merged output again changes nothing
-    twice = runner.invoke(app, ["merge-labels", str(tmp_path / "m2.spacy"), str(tmp_path / "m3.spacy"),
-                                "-m", str(label_map), "--apply-only", "--no-pos"])
+    twice = runner.invoke(
+        app,
+        [
+            "merge-labels",
+            str(tmp_path / "m2.spacy"),
+            str(tmp_path / "m3.spacy"),
+            "-m",
+            str(label_map),
+            "--apply-only",
+            "--no-pos",
+        ],
+    )
     assert twice.exit_code == 0, twice.output
     assert ent_labels(read_docs(tmp_path / "m3.spacy")) == ent_labels(docs)
     assert re.search(r"ENT spans relabelled\s+0", twice.output)
     # wrong combinations fail clearly
-    bad = runner.invoke(app, ["merge-labels", str(tmp_path / "fused.spacy"), str(tmp_path / "x.spacy"),
-                              "-m", str(label_map), "--apply-only", "--groups", str(tmp_path / "groups.json")])
+    bad = runner.invoke(
+        app,
+        [
+            "merge-labels",
+            str(tmp_path / "fused.spacy"),
+            str(tmp_path / "x.spacy"),
+            "-m",
+            str(label_map),
+            "--apply-only",
+            "--groups",
+            str(tmp_path / "groups.json"),
+        ],
+    )
     assert bad.exit_code == 1 and "KF271" in bad.output
-    missing = runner.invoke(app, ["merge-labels", str(tmp_path / "fused.spacy"), str(tmp_path / "x.spacy"),
-                                  "-m", str(tmp_path / "nope.json"), "--apply-only"])
+    missing = runner.invoke(
+        app,
+        [
+            "merge-labels",
+            str(tmp_path / "fused.spacy"),
+            str(tmp_path / "x.spacy"),
+            "-m",
+            str(tmp_path / "nope.json"),
+            "--apply-only",
+        ],
+    )
     assert missing.exit_code == 1 and "KF271" in missing.output
-    neither = runner.invoke(app, ["merge-labels", str(tmp_path / "fused.spacy"), str(tmp_path / "x.spacy"),
-                                  "-m", str(tmp_path / "new.json")])
+    neither = runner.invoke(
+        app,
+        ["merge-labels", str(tmp_path / "fused.spacy"), str(tmp_path / "x.spacy"), "-m", str(tmp_path / "new.json")],
+    )
     assert neither.exit_code == 1 and "KF271" in neither.output
 
 
@@ -465,9 +564,21 @@ def test_merge_labels_asks_an_openai_compatible_server_once(tmp_path, fake_embed
     server = ChatServer(answering(lambda prompt: reply["text"]))
     try:
         cache = tmp_path / "replies.jsonl"
-        args = ["merge-labels", str(tmp_path / "fused.spacy"), str(tmp_path / "merged.spacy"),
-                "-m", str(tmp_path / "map.json"), "-c", str(REPO_ROOT / "configs" / "extend_openai.cfg"),
-                "--vars.endpoint", server.url, "--vars.api_key_env", "null", "--paths.cache", str(cache)]
+        args = [
+            "merge-labels",
+            str(tmp_path / "fused.spacy"),
+            str(tmp_path / "merged.spacy"),
+            "-m",
+            str(tmp_path / "map.json"),
+            "-c",
+            str(REPO_ROOT / "configs" / "extend_openai.cfg"),
+            "--vars.endpoint",
+            server.url,
+            "--vars.api_key_env",
+            "null",
+            "--paths.cache",
+            str(cache),
+        ]
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.output
         assert len(server.requests) == 1  # ONE P_merge call over the whole inventory
@@ -495,9 +606,22 @@ def test_merge_labels_asks_an_openai_compatible_server_once(tmp_path, fake_embed
         # a [model]-only config without a cache of its own, and an unreadable reply
         reply["text"] = "对不起，我不能合并这些标签。"
         (tmp_path / "merge.cfg").write_text(MODEL_ONLY_CONFIG, encoding="utf8")
-        bad = runner.invoke(app, ["merge-labels", str(tmp_path / "fused.spacy"), str(tmp_path / "bad.spacy"),
-                                  "-m", str(tmp_path / "bad.json"), "-c", str(tmp_path / "merge.cfg"),
-                                  "--vars.endpoint", server.url, "--cache", str(tmp_path / "merge_cache.jsonl")])
+        bad = runner.invoke(
+            app,
+            [
+                "merge-labels",
+                str(tmp_path / "fused.spacy"),
+                str(tmp_path / "bad.spacy"),
+                "-m",
+                str(tmp_path / "bad.json"),
+                "-c",
+                str(tmp_path / "merge.cfg"),
+                "--vars.endpoint",
+                server.url,
+                "--cache",
+                str(tmp_path / "merge_cache.jsonl"),
+            ],
+        )
         assert bad.exit_code == 1 and "KF270" in bad.output
         assert len(server.requests) == 2 and server.requests[1]["json"]["model"] == "merge-model"
         assert not (tmp_path / "bad.json").exists() and not (tmp_path / "bad.spacy").exists()

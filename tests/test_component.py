@@ -1,6 +1,8 @@
 """The ``knowfree`` component: training, decoding, loss weights, serialization."""
+
 import subprocess
 import sys
+import warnings
 
 import numpy
 import pytest
@@ -59,7 +61,7 @@ def test_extension_labels_are_trained_but_never_predicted(trained_flat):
     output = knowfree.model.get_ref("head").get_ref("output_layer")
     bias = output.get_param("b").copy()
     boosted = bias.copy()
-    boosted[len(knowfree.labels):] = 100.0
+    boosted[len(knowfree.labels) :] = 100.0
     output.set_param("b", boosted)
     try:
         after = [span_tuples(nlp(text)) for text, _ in FLAT]
@@ -74,8 +76,6 @@ def test_extension_labels_are_trained_but_never_predicted(trained_flat):
 def _loss(nlp, examples):
     """Loss on deterministic (dropout-free) logits of all columns."""
     knowfree = nlp.get_pipe("knowfree")
-    head = knowfree.model.get_ref("head")
-    head.attrs["n_predict_columns"] = None
     scores = knowfree.model.predict([eg.predicted for eg in examples])
     return knowfree.get_loss(examples, scores)
 
@@ -153,22 +153,36 @@ def test_save_load_gives_identical_predictions(trained_flat, tmp_path):
     assert loaded.get_pipe("knowfree").extension_labels == nlp.get_pipe("knowfree").extension_labels
 
 
-def test_empty_one_character_and_long_docs(trained_flat):
+def test_empty_short_and_long_docs(trained_flat):
     nlp, _, _ = trained_flat
+    knowfree = nlp.get_pipe("knowfree")
+    width, n_labels = knowfree.max_span_width, len(knowfree.labels)
     empty = nlp("")
     assert len(empty.spans["sc"]) == 0
-    one = nlp("张")
-    assert all(span.end <= 1 for span in one.spans["sc"])
+    # Docs shorter than the band (one and two tokens) are scored alone exactly
+    # as in a batch with longer docs: rows never see another doc's tokens.
+    texts = ["张", "张三", FLAT[1][0], FLAT[0][0]]
+    batched = knowfree.predict([nlp.make_doc(text) for text in texts])
+    for text, logits in zip(texts, batched):
+        alone = knowfree.predict([nlp.make_doc(text)])[0]
+        assert alone.shape == logits.shape == (len(text), width, n_labels)
+        numpy.testing.assert_allclose(alone, logits, atol=1e-5)
     unit = "张三在北京工作。李四去了上海。"
     long_text = unit * 400  # 6,000 characters: many chunks of the span grid
     doc = nlp(long_text)
     assert len(doc) == len(long_text)
     found = span_tuples(doc)
-    assert all(0 <= s < e <= len(long_text) and e - s <= 32 for s, e, _ in found)
-    # Inside the document every repetition has the same context, so the span
-    # grid repeats: chunk borders (every 32 tokens here) leave no trace.
-    logits = nlp.get_pipe("knowfree").predict([nlp.make_doc(long_text)])[0]
+    assert found and all(0 <= s < e <= len(long_text) and e - s <= width for s, e, _ in found)
+    # Every repetition but the first and last has the same context, so the
+    # same spans, shifted: window and row-group borders leave no trace.
     size = len(unit)
+    by_repetition = [
+        [(s - r * size, e - r * size, label) for s, e, label in found if r * size <= s < (r + 1) * size]
+        for r in range(400)
+    ]
+    assert all(spans == by_repetition[1] for spans in by_repetition[1:-1])
+    # and the same logits
+    logits = knowfree.predict([nlp.make_doc(long_text)])[0]
     reference = logits[size : 2 * size]
     for r in (57, 128, 256, 395):  # the last repetitions have cells past the end
         numpy.testing.assert_allclose(logits[r * size : (r + 1) * size], reference, atol=1e-4)
@@ -185,7 +199,9 @@ def test_unseen_label_raises_a_clear_error():
 def test_labels_from_initialize_settings_and_add_label_after_init():
     nlp = make_nlp()
     examples = make_examples(nlp, FLAT)
-    nlp.initialize(lambda: examples, )
+    nlp.initialize(
+        lambda: examples,
+    )
     knowfree = nlp.get_pipe("knowfree")
     assert set(knowfree.labels) == {"PER", "LOC", "ORG"}
     with pytest.raises(ValueError, match="KF003"):
@@ -224,10 +240,27 @@ def test_spans_longer_than_max_span_width_are_reported_at_initialize():
 def test_score_weights_follow_the_configured_key():
     nlp = make_nlp(spans_key="ner_spans")
     examples = make_examples(nlp, FLAT, spans_key="ner_spans")
-    nlp.initialize(lambda: examples)
+    # the factory's default weights name "sc": initialize says what to set
+    with pytest.warns(UserWarning, match=r"KW310.*spans_ner_spans_f"):
+        nlp.initialize(lambda: examples)
+    config = nlp.config.copy()
+    config["training"]["score_weights"] = {
+        "spans_ner_spans_f": 1.0,
+        "spans_ner_spans_p": 0.0,
+        "spans_ner_spans_r": 0.0,
+        "spans_sc_f": None,
+        "spans_sc_p": None,
+        "spans_sc_r": None,
+    }
+    nlp = spacy.util.load_model_from_config(config, auto_fill=True)
+    examples = make_examples(nlp, FLAT, spans_key="ner_spans")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        nlp.initialize(lambda: examples)
+    assert not [w for w in caught if "KW310" in str(w.message)]
     weights = nlp.config["training"]["score_weights"]
     assert weights.get("spans_ner_spans_f") == 1.0
-    assert "spans_sc_f" not in weights
+    assert weights.get("spans_sc_f") is None  # shown nowhere, weighted nothing
     scores = nlp.evaluate(examples)
     assert "spans_ner_spans_f" in scores and "spans_ner_spans_per_type" in scores
 
@@ -270,8 +303,7 @@ def test_initialize_again_replaces_labels_and_accepts_label_data():
     nlp.initialize(lambda: make_examples(nlp, FLAT, extension=EXTENSION))
     knowfree = nlp.get_pipe("knowfree")
     label_data = knowfree.label_data
-    assert label_data == {"labels": ["PER", "LOC", "ORG"],
-                          "extension_labels": ["ENT:人名", "ENT:地名", "POS:VERB"]}
+    assert label_data == {"labels": ["PER", "LOC", "ORG"], "extension_labels": ["ENT:人名", "ENT:地名", "POS:VERB"]}
     nested = make_examples(nlp, NESTED)
     nlp.initialize(lambda: nested)
     assert set(knowfree.labels) == {"ORG", "LOC", "PER"} and knowfree.extension_labels == ()
@@ -295,17 +327,21 @@ def test_long_docs_are_scored_in_windows_with_identical_logits(trained_flat, mon
     nlp, _, _ = trained_flat
     knowfree = nlp.get_pipe("knowfree")
     doc = nlp.make_doc("张三在北京工作。李四去了上海。赵六和钱七在深圳见面" * 30)
-    whole = knowfree.model.predict([doc])[0]
+    n_tgt = len(knowfree.labels)
+    whole = knowfree.model.predict([doc])[0][..., :n_tgt]  # the model gives every column
     monkeypatch.setattr(component, "LONG_DOC_ROWS", 100)  # 7 windows of 100 rows
     long_calls = []
     predict_long = component.KnowFREE._predict_long
-    monkeypatch.setattr(component.KnowFREE, "_predict_long",
-                        lambda self, d: long_calls.append(len(d)) or predict_long(self, d))
+    monkeypatch.setattr(
+        component.KnowFREE,
+        "_predict_long",
+        lambda self, d, *args: long_calls.append(len(d)) or predict_long(self, d, *args),
+    )
     short = nlp.make_doc("张三")
     windowed = knowfree.predict([doc, short])
     assert long_calls == [len(doc)] and len(windowed) == 2
     numpy.testing.assert_allclose(windowed[0], whole, atol=1e-5)
-    numpy.testing.assert_allclose(windowed[1], knowfree.model.predict([short])[0], atol=1e-6)
+    numpy.testing.assert_allclose(windowed[1], knowfree.model.predict([short])[0][..., :n_tgt], atol=1e-6)
 
 
 def test_unlabeled_docs_train_only_their_extension_columns():
@@ -334,3 +370,31 @@ def test_unlabeled_docs_train_only_their_extension_columns():
     numpy.testing.assert_allclose(d_mixed_labelled[..., :n_tgt], d_labelled[..., :n_tgt])
     numpy.testing.assert_allclose(d_mixed_labelled[..., n_tgt:], d_labelled[..., n_tgt:] / 2)
     assert numpy.abs(d_mixed_unlabeled[..., :n_tgt]).sum() == 0
+
+
+def test_a_label_cannot_be_both_target_and_extension():
+    nlp = make_nlp()
+    examples = make_examples(nlp, FLAT, extension={FLAT[0][0]: [(0, 2, "PER")]})
+    with pytest.raises(ValueError, match=r"KF005.*'PER'.*'knowfree'"):
+        nlp.initialize(lambda: examples)
+    knowfree = make_nlp().get_pipe("knowfree")
+    knowfree.add_extension_label("ENT:人名")
+    with pytest.raises(ValueError, match=r"KF005.*'ENT:人名'"):
+        knowfree.add_label("ENT:人名")
+    assert knowfree.labels == () and knowfree.extension_labels == ("ENT:人名",)
+
+
+def test_weights_of_another_model_layout_raise_a_clear_error(trained_flat):
+    import srsly
+
+    from spacy_knowfree.layers.model import load_model_bytes
+
+    nlp, _, _ = trained_flat
+    model = nlp.get_pipe("knowfree").model
+    data = model.to_bytes()
+    msg = srsly.msgpack_loads(data)
+    for key in ("nodes", "attrs", "params", "shims"):
+        msg[key] = msg[key][:-1]  # one layer fewer, like the layout before resizable outputs
+    with pytest.raises(ValueError, match="KF315.*'knowfree'"):
+        load_model_bytes(model, srsly.msgpack_dumps(msg), "knowfree")
+    assert load_model_bytes(model, data, "knowfree") is model

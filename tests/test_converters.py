@@ -1,5 +1,6 @@
 """Converters: real-data quirks (shared/datasets README), JSONL/DocBin round
 trips, malformed input, and the ``convert`` / ``to-jsonl`` commands."""
+
 import json
 import subprocess
 import sys
@@ -12,11 +13,25 @@ from spacy.tokens import DocBin
 from spacy.vocab import Vocab
 from typer.testing import CliRunner
 
-from spacy_knowfree.cli import _register_commands, app
+from spacy_knowfree.cli import app
 from spacy_knowfree.converters import (
-    BENCHMARKS, EXTENSION_SPANS_KEY, ReadStats, doc_span_tuples, doc_to_record, make_doc,
-    parse_char_index, read_benchmark, read_conll, read_conllu, read_jsonl, read_labels_file,
-    read_sighan, spans_to_tags, tags_to_spans, write_jsonl, write_labels_file,
+    BENCHMARKS,
+    EXTENSION_SPANS_KEY,
+    ReadStats,
+    doc_span_tuples,
+    doc_to_record,
+    make_doc,
+    parse_char_index,
+    read_benchmark,
+    read_conll,
+    read_conllu,
+    read_jsonl,
+    read_labels_file,
+    read_sighan,
+    spans_to_tags,
+    tags_to_spans,
+    write_jsonl,
+    write_labels_file,
 )
 from spacy_knowfree.converters.tags import REPAIR_END, REPAIR_START
 
@@ -57,19 +72,42 @@ def _write(tmp_path, name, text):
 # ---------------------------------------------------------------- Weibo
 
 WEIBO_COUNTS = {
-    "train": {"PER.NAM": 578, "PER.NOM": 772, "ORG.NAM": 183, "ORG.NOM": 42, "GPE.NAM": 205,
-              "GPE.NOM": 8, "LOC.NAM": 56, "LOC.NOM": 51},
-    "dev": {"PER.NAM": 90, "PER.NOM": 208, "ORG.NAM": 47, "ORG.NOM": 5, "GPE.NAM": 26,
-            "GPE.NOM": 1, "LOC.NAM": 6, "LOC.NOM": 6},
-    "test": {"PER.NAM": 113, "PER.NOM": 172, "ORG.NAM": 39, "ORG.NOM": 17, "GPE.NAM": 47,
-             "GPE.NOM": 2, "LOC.NAM": 19, "LOC.NOM": 9},
+    "train": {
+        "PER.NAM": 578,
+        "PER.NOM": 772,
+        "ORG.NAM": 183,
+        "ORG.NOM": 42,
+        "GPE.NAM": 205,
+        "GPE.NOM": 8,
+        "LOC.NAM": 56,
+        "LOC.NOM": 51,
+    },
+    "dev": {
+        "PER.NAM": 90,
+        "PER.NOM": 208,
+        "ORG.NAM": 47,
+        "ORG.NOM": 5,
+        "GPE.NAM": 26,
+        "GPE.NOM": 1,
+        "LOC.NAM": 6,
+        "LOC.NOM": 6,
+    },
+    "test": {
+        "PER.NAM": 113,
+        "PER.NOM": 172,
+        "ORG.NAM": 39,
+        "ORG.NOM": 17,
+        "GPE.NAM": 47,
+        "GPE.NOM": 2,
+        "LOC.NAM": 19,
+        "LOC.NOM": 9,
+    },
 }
 
 
 @pytest.mark.parametrize(
     "split,n_sents,n_chars,n_fffd2,n_repairs,total",
-    [("train", 1350, 73778, 12, 10, 1895), ("dev", 270, 14509, 16, 0, 389),
-     ("test", 270, 14842, 16, 4, 418)],
+    [("train", 1350, 73778, 12, 10, 1895), ("dev", 270, 14509, 16, 0, 389), ("test", 270, 14842, 16, 4, 418)],
 )
 def test_weibo_counts(datasets_dir, split, n_sents, n_chars, n_fffd2, n_repairs, total):
     docs, stats = _read(datasets_dir, "weibo", split)
@@ -99,8 +137,15 @@ def test_weibo_characters_and_digits(datasets_dir):
         digits += sum(tok[0].isdigit() for tok, _ in sent)
     assert digits > 100  # digit characters are kept, not stripped with the index
     assert sum(t.text.isdigit() for doc in docs for t in doc) == digits
-    assert sum(t.text == "\ufffd" for split in ("train", "dev", "test")
-               for doc in _read(datasets_dir, "weibo", split)[0] for t in doc) == 84
+    assert (
+        sum(
+            t.text == "\ufffd"
+            for split in ("train", "dev", "test")
+            for doc in _read(datasets_dir, "weibo", split)[0]
+            for t in doc
+        )
+        == 84
+    )
 
 
 def test_weibo_stray_inside_tags(datasets_dir):
@@ -109,7 +154,9 @@ def test_weibo_stray_inside_tags(datasets_dir):
     lines = [line for path, line in stats.repair_lines[REPAIR_START]]
     assert lines[0] == 1266 and len(lines) == 10
     adjacent = [
-        (a, b) for doc in docs for a, b in zip(doc.spans["sc"], list(doc.spans["sc"])[1:])
+        (a, b)
+        for doc in docs
+        for a, b in zip(doc.spans["sc"], list(doc.spans["sc"])[1:])
         if a.end == b.start and a.label_ == "PER.NAM" and b.label_ == "PER.NOM"
     ]
     assert len(adjacent) >= 1
@@ -134,12 +181,9 @@ def test_weibo_repairs_are_reported(datasets_dir, capsys):
 # ---------------------------------------------------------------- Resume
 
 RESUME_COUNTS = {
-    "train": {"NAME": 952, "ORG": 4613, "TITLE": 6308, "EDU": 858, "CONT": 260, "PRO": 287,
-              "RACE": 115, "LOC": 47},
-    "dev": {"NAME": 110, "ORG": 523, "TITLE": 690, "EDU": 106, "CONT": 33, "PRO": 18,
-            "RACE": 15, "LOC": 2},
-    "test": {"NAME": 112, "ORG": 553, "TITLE": 772, "EDU": 112, "CONT": 28, "PRO": 33,
-             "RACE": 14, "LOC": 6},
+    "train": {"NAME": 952, "ORG": 4613, "TITLE": 6308, "EDU": 858, "CONT": 260, "PRO": 287, "RACE": 115, "LOC": 47},
+    "dev": {"NAME": 110, "ORG": 523, "TITLE": 690, "EDU": 106, "CONT": 33, "PRO": 18, "RACE": 15, "LOC": 2},
+    "test": {"NAME": 112, "ORG": 553, "TITLE": 772, "EDU": 112, "CONT": 28, "PRO": 33, "RACE": 14, "LOC": 6},
 }
 
 
@@ -162,20 +206,31 @@ def test_resume_m_org_sentence_starts(datasets_dir):
     starts = [line for _, line in stats.repair_lines[REPAIR_START]]
     assert starts == [62392, 64414]
     assert stats.repairs[REPAIR_END] == 2  # the ORG cut at the sentence end
-    cut = [i for i, doc in enumerate(docs)
-           if doc.spans["sc"] and doc.spans["sc"][0].start == 0 and i > 0
-           and docs[i - 1].spans["sc"] and docs[i - 1].spans["sc"][-1].end == len(docs[i - 1])
-           and docs[i - 1].spans["sc"][-1].label_ == "ORG" and doc.spans["sc"][0].label_ == "ORG"]
+    cut = [
+        i
+        for i, doc in enumerate(docs)
+        if doc.spans["sc"]
+        and doc.spans["sc"][0].start == 0
+        and i > 0
+        and docs[i - 1].spans["sc"]
+        and docs[i - 1].spans["sc"][-1].end == len(docs[i - 1])
+        and docs[i - 1].spans["sc"][-1].label_ == "ORG"
+        and doc.spans["sc"][0].label_ == "ORG"
+    ]
     raw = _raw_sentences(Path(datasets_dir) / BENCHMARKS["resume"].files["train"], " ")
     m_starts = [i for i, sent in enumerate(raw) if sent[0][1] == "M-ORG"]
     assert len(m_starts) == 2 and set(m_starts) <= set(cut)
     # BMES written back from the spans equals the file except in those 4 sentences
-    differ = [i for i, (doc, sent) in enumerate(zip(docs, raw))
-              if spans_to_tags(len(doc), doc_span_tuples(doc, "sc"), "bmes") != [t for _, t in sent]]
+    differ = [
+        i
+        for i, (doc, sent) in enumerate(zip(docs, raw))
+        if spans_to_tags(len(doc), doc_span_tuples(doc, "sc"), "bmes") != [t for _, t in sent]
+    ]
     assert differ == sorted(m_starts + [i - 1 for i in m_starts])
 
 
 # ---------------------------------------------------------------- MSR / PKU
+
 
 @pytest.mark.parametrize(
     "name,n_lines,n_words,n_chars,sizes",
@@ -213,21 +268,45 @@ def test_sighan_line_range(tmp_path):
 # ---------------------------------------------------------------- UD
 
 UD_V1_UPOS = {
-    "NOUN": (27096, 3637, 3310), "VERB": (16403, 2084, 1981), "PUNCT": (13595, 1764, 1688),
-    "PART": (10460, 1366, 1346), "PROPN": (8679, 1056, 1006), "NUM": (5352, 654, 653),
-    "ADV": (4584, 616, 549), "ADP": (4379, 532, 513), "ADJ": (2446, 315, 271),
-    "PRON": (1433, 175, 168), "CONJ": (1385, 164, 191), "DET": (1041, 118, 138),
-    "X": (1000, 105, 104), "AUX": (730, 68, 91), "SYM": (25, 9, 3),
+    "NOUN": (27096, 3637, 3310),
+    "VERB": (16403, 2084, 1981),
+    "PUNCT": (13595, 1764, 1688),
+    "PART": (10460, 1366, 1346),
+    "PROPN": (8679, 1056, 1006),
+    "NUM": (5352, 654, 653),
+    "ADV": (4584, 616, 549),
+    "ADP": (4379, 532, 513),
+    "ADJ": (2446, 315, 271),
+    "PRON": (1433, 175, 168),
+    "CONJ": (1385, 164, 191),
+    "DET": (1041, 118, 138),
+    "X": (1000, 105, 104),
+    "AUX": (730, 68, 91),
+    "SYM": (25, 9, 3),
 }
 UD_V2_UPOS = {
-    "ADJ": (312, 272), "ADP": (555, 535), "ADV": (322, 292), "AUX": (365, 422),
-    "CCONJ": (164, 191), "DET": (119, 139), "NOUN": (3637, 3312), "NUM": (654, 653),
-    "PART": (1041, 994), "PRON": (175, 168), "PROPN": (1056, 1006), "PUNCT": (1770, 1691),
-    "SCONJ": (560, 505), "SYM": (3, 0), "VERB": (1851, 1745), "X": (79, 87),
+    "ADJ": (312, 272),
+    "ADP": (555, 535),
+    "ADV": (322, 292),
+    "AUX": (365, 422),
+    "CCONJ": (164, 191),
+    "DET": (119, 139),
+    "NOUN": (3637, 3312),
+    "NUM": (654, 653),
+    "PART": (1041, 994),
+    "PRON": (175, 168),
+    "PROPN": (1056, 1006),
+    "PUNCT": (1770, 1691),
+    "SCONJ": (560, 505),
+    "SYM": (3, 0),
+    "VERB": (1851, 1745),
+    "X": (79, 87),
 }
 
 
-@pytest.mark.parametrize("i,split,n_sents,n_words", [(0, "train", 3997, 98608), (1, "dev", 500, 12663), (2, "test", 500, 12012)])
+@pytest.mark.parametrize(
+    "i,split,n_sents,n_words", [(0, "train", 3997, 98608), (1, "dev", 500, 12663), (2, "test", 500, 12012)]
+)
 def test_ud_v1_counts(datasets_dir, i, split, n_sents, n_words):
     docs, stats = _read(datasets_dir, "ud_zh", split)
     assert len(docs) == n_sents and sum(stats.spans.values()) == n_words
@@ -241,8 +320,9 @@ def test_ud_v2_counts_and_comments(datasets_dir, i, split, n_words):
     assert len(docs) == 500 and sum(stats.spans.values()) == n_words
     assert dict(stats.spans) == {tag: c[i] for tag, c in UD_V2_UPOS.items() if c[i]}
     path = Path(datasets_dir) / BENCHMARKS["ud_zh_v2"].files[split]
-    texts = [line[len("# text = "):] for line in path.read_text(encoding="utf8").split("\n")
-             if line.startswith("# text = ")]
+    texts = [
+        line[len("# text = ") :] for line in path.read_text(encoding="utf8").split("\n") if line.startswith("# text = ")
+    ]
     assert len(texts) == 500
     # comment lines are skipped: the text is the concatenation of the FORMs
     assert all(doc.text == text.replace(" ", "") for doc, text in zip(docs, texts))
@@ -258,14 +338,16 @@ def test_ud_v2_counts_and_comments(datasets_dir, i, split, n_words):
 
 def test_conllu_skips_ranges_empty_nodes_and_comments(tmp_path):
     rows = [
-        "# sent_id = 1", "# text = 他們去了。",
+        "# sent_id = 1",
+        "# text = 他們去了。",
         "1-2\t他們\t_\t_\t_\t_\t_\t_\t_\t_",
         "1\t他\t他\tPRON\tPRP\t_\t3\tnsubj\t_\t_",
         "2\t們\t們\tPART\tSFN\t_\t1\tcase\t_\t_",
         "3\t去了\t去\tVERB\tVV\t_\t0\troot\t_\t_",
         "3.1\t走\t走\tVERB\tVV\t_\t_\t_\t3:conj\t_",
         "4\t。\t。\tPUNCT\t.\t_\t3\tpunct\t_\tSpaceAfter=No",
-        "", "1\t好\t_\tADJ\tJJ\t_\t0\troot\t_\t_",
+        "",
+        "1\t好\t_\tADJ\tJJ\t_\t0\troot\t_\t_",
     ]
     path = _write(tmp_path, "x.conllu", "\n".join(rows) + "\n")
     docs = read_conllu(path)
@@ -278,8 +360,12 @@ def test_conllu_skips_ranges_empty_nodes_and_comments(tmp_path):
 
 @pytest.mark.parametrize(
     "row,code",
-    [("1\t他\t_\tPRON\t_\t_\t0", "KF101"), ("x\t他\t_\tPRON\t_\t_\t0\troot\t_\t_", "KF116"),
-     ("1\t他\t_\t_\t_\t_\t0\troot\t_\t_", "KF117"), ("1\t\t_\tPRON\t_\t_\t0\troot\t_\t_", "KF107")],
+    [
+        ("1\t他\t_\tPRON\t_\t_\t0", "KF101"),
+        ("x\t他\t_\tPRON\t_\t_\t0\troot\t_\t_", "KF116"),
+        ("1\t他\t_\t_\t_\t_\t0\troot\t_\t_", "KF117"),
+        ("1\t\t_\tPRON\t_\t_\t0\troot\t_\t_", "KF107"),
+    ],
 )
 def test_conllu_errors(tmp_path, row, code):
     path = _write(tmp_path, "bad.conllu", "# c\n" + row + "\n")
@@ -289,6 +375,7 @@ def test_conllu_errors(tmp_path, row, code):
 
 
 # ---------------------------------------------------------------- CoNLL (synthetic)
+
 
 def test_parse_char_index():
     assert parse_char_index("科0") == "科"
@@ -303,13 +390,15 @@ def test_parse_char_index():
 @pytest.mark.parametrize(
     "tags,scheme,spans,repairs",
     [
-        (["B-A", "I-A", "O", "I-A", "I-B"], "bio", [(0, 2, "A"), (3, 4, "A"), (4, 5, "B")],
-         [(3, REPAIR_START), (4, REPAIR_START)]),
+        (
+            ["B-A", "I-A", "O", "I-A", "I-B"],
+            "bio",
+            [(0, 2, "A"), (3, 4, "A"), (4, 5, "B")],
+            [(3, REPAIR_START), (4, REPAIR_START)],
+        ),
         (["B-A", "B-A", "I-A"], "bio", [(0, 1, "A"), (1, 3, "A")], []),
-        (["S-A", "B-B", "I-B", "E-B", "E-B"], "bioes", [(0, 1, "A"), (1, 4, "B"), (4, 5, "B")],
-         [(4, REPAIR_START)]),
-        (["B-A", "M-A", "O", "M-A", "E-A"], "bmes", [(0, 2, "A"), (3, 5, "A")],
-         [(0, REPAIR_END), (3, REPAIR_START)]),
+        (["S-A", "B-B", "I-B", "E-B", "E-B"], "bioes", [(0, 1, "A"), (1, 4, "B"), (4, 5, "B")], [(4, REPAIR_START)]),
+        (["B-A", "M-A", "O", "M-A", "E-A"], "bmes", [(0, 2, "A"), (3, 5, "A")], [(0, REPAIR_END), (3, REPAIR_START)]),
         (["B-A", "M-A"], "auto", [(0, 2, "A")], [(0, REPAIR_END)]),
         (["O", "O"], "auto", [], []),
     ],
@@ -454,8 +543,11 @@ def test_jsonl_labels_files_and_extension_spans(tmp_path):
             {"start": 3, "end": 5, "entity": "LOC", "text": ["北", "京"]},
         ],
     }
-    path = _write(tmp_path, "x.jsonl", json.dumps(record, ensure_ascii=False) + "\n"
-                  + json.dumps({"text": list("好"), "entities": []}) + "\n")
+    path = _write(
+        tmp_path,
+        "x.jsonl",
+        json.dumps(record, ensure_ascii=False) + "\n" + json.dumps({"text": list("好"), "entities": []}) + "\n",
+    )
     labels_json = tmp_path / "labels.json"
     write_labels_file(labels_json, ["PER", "LOC"], ["NOUN", "地名"], counts={"NOUN": 3})
     data = srsly.read_json(labels_json)
@@ -476,7 +568,9 @@ def test_jsonl_labels_files_and_extension_spans(tmp_path):
     assert _entities(out) == _entities(record)
     assert out["label"] == ["B-PER", "E-PER", "O", "B-LOC", "E-LOC"]
     assert _entities(doc_to_record(docs[0], include_extension=False)) == [
-        (0, 2, "PER", ("张", "三")), (3, 5, "LOC", ("北", "京"))]
+        (0, 2, "PER", ("张", "三")),
+        (3, 5, "LOC", ("北", "京")),
+    ]
     # without a labels file every entity is a target
     (flat, _) = read_jsonl(path)
     assert len(flat.spans["sc"]) == 4 and len(flat.ents) == 0
@@ -485,8 +579,10 @@ def test_jsonl_labels_files_and_extension_spans(tmp_path):
 def test_jsonl_plain_string_and_english(tmp_path):
     rows = [
         {"text": "我爱北京", "spans": [{"start": 2, "end": 4, "label": "LOC"}]},
-        {"text": ["a", "movie", "with", "vin", "diesel"],
-         "entities": [{"start": 3, "end": 5, "entity": "ACTOR", "text": ["vin", "diesel"]}]},
+        {
+            "text": ["a", "movie", "with", "vin", "diesel"],
+            "entities": [{"start": 3, "end": 5, "entity": "ACTOR", "text": ["vin", "diesel"]}],
+        },
         {"text": list("张三好"), "label": ["B-PER", "I-PER", "O"]},
         {"text": list("张三好"), "label": ["I-PER", "I-PER", "O"]},
     ]
@@ -537,10 +633,10 @@ def test_jsonl_inclusive_hint_and_bad_labels(tmp_path):
 
 # ---------------------------------------------------------------- DocBin
 
+
 def test_docbin_round_trip(datasets_dir):
     docs = _read(datasets_dir, "weibo", "test")[0][:60]
-    nested = make_doc(Vocab(), list("北京大学学生会"), [(0, 7, "ORG"), (0, 2, "LOC")],
-                      extension_spans=[(0, 4, "NOUN")])
+    nested = make_doc(Vocab(), list("北京大学学生会"), [(0, 7, "ORG"), (0, 2, "LOC")], extension_spans=[(0, 4, "NOUN")])
     nested.user_data["source"] = "x"
     docbin = DocBin(store_user_data=True)
     for doc in docs + [nested]:
@@ -557,9 +653,9 @@ def test_docbin_round_trip(datasets_dir):
 
 # ---------------------------------------------------------------- CLI
 
+
 @pytest.fixture(scope="module")
 def runner():
-    _register_commands()
     return CliRunner()
 
 
@@ -570,8 +666,9 @@ def _docbin(path):
 def test_cli_convert_conll_and_to_jsonl(datasets_dir, tmp_path, runner):
     src = Path(datasets_dir) / BENCHMARKS["weibo"].files["test"]
     out = tmp_path / "weibo_test.spacy"
-    result = runner.invoke(app, ["convert", str(src), str(out), "--format", "conll",
-                                 "--token-format", "char-index", "--sep", "tab"])
+    result = runner.invoke(
+        app, ["convert", str(src), str(out), "--format", "conll", "--token-format", "char-index", "--sep", "tab"]
+    )
     assert result.exit_code == 0, result.output
     assert "KW101" in result.output and "4 x chunk start" in result.output
     assert "PER.NOM" in result.output and "270 docs" in result.output
@@ -619,8 +716,9 @@ def test_cli_convert_malformed(tmp_path, runner):
 
 
 def test_cli_help(runner):
-    proc = subprocess.run([sys.executable, "-m", "spacy_knowfree", "convert", "--help"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "spacy_knowfree", "convert", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert "--format" in proc.stdout and "--end-inclusive" in proc.stdout
     for command in ("to-jsonl", "convert-benchmark"):

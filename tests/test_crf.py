@@ -1,10 +1,11 @@
 """The CRF peer of the accuracy benchmark (benchmarks/crf.py)."""
+
 import sys
 from pathlib import Path
 
 import pytest
 import spacy
-from spacy.tokens import Doc, Span
+from spacy.tokens import Span
 
 from spacy_knowfree.docbin_io import write_docbin
 
@@ -27,20 +28,63 @@ def make_docs(data):
 
 def test_char_type():
     assert [crf.char_type(ch) for ch in "北7７aＡ，!~ あ"] == [
-        "Han", "digit", "digit", "Latin", "Latin", "punct", "punct", "punct", "other", "other"]
+        "Han",
+        "digit",
+        "digit",
+        "Latin",
+        "Latin",
+        "punct",
+        "punct",
+        "punct",
+        "other",
+        "other",
+    ]
 
 
 def test_token_features_are_exact_at_the_edges_and_inside():
     chars = list("张三在北京")
     assert crf.token_features(chars, 0) == [
-        "bias", "T0=Han", "U-2=<s>", "U-1=<s>", "U+0=张", "U+1=三", "U+2=在",
-        "B-2=<s><s>", "B-1=<s>张", "B+0=张三", "B+1=三在", "T=<s>张三"]
+        "bias",
+        "T0=Han",
+        "U-2=<s>",
+        "U-1=<s>",
+        "U+0=张",
+        "U+1=三",
+        "U+2=在",
+        "B-2=<s><s>",
+        "B-1=<s>张",
+        "B+0=张三",
+        "B+1=三在",
+        "T=<s>张三",
+    ]
     assert crf.token_features(chars, 2) == [
-        "bias", "T0=Han", "U-2=张", "U-1=三", "U+0=在", "U+1=北", "U+2=京",
-        "B-2=张三", "B-1=三在", "B+0=在北", "B+1=北京", "T=三在北"]
+        "bias",
+        "T0=Han",
+        "U-2=张",
+        "U-1=三",
+        "U+0=在",
+        "U+1=北",
+        "U+2=京",
+        "B-2=张三",
+        "B-1=三在",
+        "B+0=在北",
+        "B+1=北京",
+        "T=三在北",
+    ]
     assert crf.token_features(chars, 4) == [
-        "bias", "T0=Han", "U-2=在", "U-1=北", "U+0=京", "U+1=</s>", "U+2=</s>",
-        "B-2=在北", "B-1=北京", "B+0=京</s>", "B+1=</s></s>", "T=北京</s>"]
+        "bias",
+        "T0=Han",
+        "U-2=在",
+        "U-1=北",
+        "U+0=京",
+        "U+1=</s>",
+        "U+2=</s>",
+        "B-2=在北",
+        "B-1=北京",
+        "B+0=京</s>",
+        "B+1=</s></s>",
+        "T=北京</s>",
+    ]
     assert crf.token_features(["7"], 0)[1] == "T0=digit"
 
 
@@ -51,7 +95,10 @@ def test_bioes_round_trip_and_lenient_chunks():
     assert crf.bioes_to_spans(tags) == spans
     # an unfinished chunk ends where the next one starts or the label changes
     assert crf.bioes_to_spans(["B-PER", "I-PER", "B-LOC", "E-LOC", "I-ORG"]) == [
-        (0, 2, "PER"), (2, 4, "LOC"), (4, 5, "ORG")]
+        (0, 2, "PER"),
+        (2, 4, "LOC"),
+        (4, 5, "ORG"),
+    ]
 
 
 def test_nested_spans_keep_the_outermost():
@@ -75,8 +122,7 @@ def test_tiny_crf_predicts_its_training_spans(tmp_path):
 def test_nested_training_counts_what_it_leaves_out(tmp_path):
     pytest.importorskip("pycrfsuite")
     docs = make_docs(NESTED)
-    record = crf.select_and_score(docs, docs, docs, tmp_path, c1_grid=(0.0,), c2_grid=(0.01,),
-                                  max_iterations=100)
+    record = crf.select_and_score(docs, docs, docs, tmp_path, c1_grid=(0.0,), c2_grid=(0.01,), max_iterations=100)
     assert record["trained_on"] == "outermost flat spans (3 of 8 nested gold spans left out)"
     assert record["r"] == pytest.approx(5 / 8)  # scored on all gold spans, nested ones too
     assert record["p"] == 1.0
@@ -88,8 +134,18 @@ def test_crf_refuses_to_choose_on_anything_but_dev(tmp_path):
         crf.select_and_score(docs, [], docs, tmp_path)
     write_docbin(docs, tmp_path / "train.spacy")
     with pytest.raises(SystemExit, match="no dev split"):
-        crf.main(["--train", str(tmp_path / "train.spacy"), "--dev", str(tmp_path / "dev.spacy"),
-                  "--test", str(tmp_path / "train.spacy"), "--output", str(tmp_path / "out")])
+        crf.main(
+            [
+                "--train",
+                str(tmp_path / "train.spacy"),
+                "--dev",
+                str(tmp_path / "dev.spacy"),
+                "--test",
+                str(tmp_path / "train.spacy"),
+                "--output",
+                str(tmp_path / "out"),
+            ]
+        )
 
 
 def test_benchmark_refuses_crf_without_dev(tmp_path):

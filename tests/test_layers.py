@@ -1,17 +1,24 @@
 """The KnowFREE model layers: shapes, the local attention mask, chunking, the band."""
+
 import numpy
 import pytest
 import torch
 from spacy.util import registry
+from thinc.api import Linear
 
-from spacy_knowfree.layers.span_grid import configure_encoder, span_grid_head, build_grid_encoder
+from spacy_knowfree.layers.span_grid import (
+    build_grid_encoder,
+    configure_encoder,
+    predict_span_logits,
+    resize_span_head,
+    span_grid_head,
+)
 from spacy_knowfree.layers.torch_grid import (
     KnowFREEGridEncoder,
     LocalBandAttention,
     band_index,
     valid_cell_mask,
 )
-from thinc.api import Linear
 
 
 def make_encoder(width: int = 6, **overrides) -> KnowFREEGridEncoder:
@@ -30,6 +37,21 @@ def make_encoder(width: int = 6, **overrides) -> KnowFREEGridEncoder:
     return encoder
 
 
+def banded(encoder: KnowFREEGridEncoder, tokens: torch.Tensor, n_valid: torch.Tensor) -> torch.Tensor:
+    """The encoder's packed features laid onto the (R, W, D~) band (0 past a doc's end)."""
+    features, cells = encoder(tokens, n_valid)
+    out = torch.zeros(len(n_valid) * encoder.max_span_width, features.shape[-1])
+    out[cells] = features
+    return out.view(len(n_valid), encoder.max_span_width, -1)
+
+
+def one_row(attention: LocalBandAttention, grid: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Attention over the W cells of one band row, ``valid`` of them in the doc."""
+    width = grid.shape[1]
+    length = torch.full((width,), int(valid.sum()))
+    return attention(grid[0], torch.arange(width), length).unsqueeze(0)
+
+
 def test_architecture_is_registered_and_validates_sizes():
     build = registry.architectures.get("spacy-knowfree.KnowFREE.v1")
     with pytest.raises(ValueError, match="KF007.*n_attention_heads"):
@@ -42,7 +64,11 @@ def test_encoder_output_shape_is_banded():
     torch.manual_seed(0)
     encoder = make_encoder(width=6)
     tokens = torch.randn(11, 8)
-    out = encoder(tokens, torch.arange(9), torch.tensor([6, 6, 6, 6, 6, 6, 5, 2, 1]))
+    n_valid = torch.tensor([6, 6, 6, 6, 6, 6, 5, 2, 1])
+    features, cells = encoder(tokens, n_valid)
+    assert features.shape == (int(n_valid.sum()), 20)  # only the cells inside the doc
+    assert cells.tolist() == valid_cell_mask(n_valid, 6).view(-1).nonzero().view(-1).tolist()
+    out = banded(encoder, tokens, n_valid)
     assert out.shape == (9, 6, 20)
     assert torch.isfinite(out).all()
 
@@ -51,8 +77,7 @@ def test_band_index_and_valid_cells():
     band = band_index(torch.arange(5), width=3, n_tokens=5)
     assert band.tolist() == [[0, 1, 2], [1, 2, 3], [2, 3, 4], [3, 4, 4], [4, 4, 4]]
     valid = valid_cell_mask(torch.tensor([3, 3, 3, 2, 1]), 3)
-    assert valid.tolist() == [[True] * 3, [True] * 3, [True] * 3, [True, True, False],
-                              [True, False, False]]
+    assert valid.tolist() == [[True] * 3, [True] * 3, [True] * 3, [True, True, False], [True, False, False]]
 
 
 def test_local_attention_blocks_cells_outside_the_window():
@@ -61,16 +86,16 @@ def test_local_attention_blocks_cells_outside_the_window():
     attention = LocalBandAttention(width=10, n_heads=2, window=window).eval()
     grid = torch.randn(1, width, 10)
     valid = torch.ones(1, width, dtype=torch.bool)
-    base = attention(grid, valid)
+    base = one_row(attention, grid, valid)
     far = grid.clone()
     far[0, 7] += 5.0  # |0 - 7| > window: invisible from cell 0
-    out_far = attention(far, valid)
+    out_far = one_row(attention, far, valid)
     assert torch.allclose(out_far[0, 0], base[0, 0], atol=1e-6)
     assert torch.allclose(out_far[0, 4], base[0, 4], atol=1e-6)
     assert not torch.allclose(out_far[0, 6], base[0, 6], atol=1e-4)
     near = grid.clone()
     near[0, 2] += 5.0  # |0 - 2| == window: visible from cell 0
-    assert not torch.allclose(attention(near, valid)[0, 0], base[0, 0], atol=1e-4)
+    assert not torch.allclose(one_row(attention, near, valid)[0, 0], base[0, 0], atol=1e-4)
 
 
 def test_local_attention_ignores_cells_past_the_end_of_the_document():
@@ -78,10 +103,10 @@ def test_local_attention_ignores_cells_past_the_end_of_the_document():
     attention = LocalBandAttention(width=10, n_heads=2, window=3).eval()
     grid = torch.randn(1, 6, 10)
     valid = torch.tensor([[True, True, True, False, False, False]])
-    base = attention(grid, valid)
+    base = one_row(attention, grid, valid)
     changed = grid.clone()
     changed[0, 3:] = torch.randn(3, 10) * 10
-    out = attention(changed, valid)
+    out = one_row(attention, changed, valid)
     assert torch.allclose(out[0, :3], base[0, :3], atol=1e-6)
     assert torch.isfinite(out).all()
 
@@ -93,10 +118,10 @@ def test_span_row_depends_only_on_tokens_inside_the_band():
     tokens = torch.randn(12, 8)
     rows = torch.arange(12)
     n_valid = torch.clamp(12 - rows, max=4)
-    base = encoder(tokens, rows, n_valid)
+    base = banded(encoder, tokens, n_valid)
     changed = tokens.clone()
     changed[9] += 3.0  # outside the band of rows 0..5 (ends at 3..8)
-    out = encoder(changed, rows, n_valid)
+    out = banded(encoder, changed, n_valid)
     assert torch.allclose(out[:6], base[:6], atol=1e-5)
     assert not torch.allclose(out[6:10], base[6:10], atol=1e-4)
 
@@ -105,19 +130,18 @@ def test_rows_of_concatenated_documents_do_not_see_each_other():
     torch.manual_seed(0)
     encoder = make_encoder(width=4)
     doc_a, doc_b = torch.randn(5, 8), torch.randn(3, 8)
-    alone = encoder(doc_a, torch.arange(5), torch.clamp(5 - torch.arange(5), max=4))
-    both = encoder(torch.cat([doc_a, doc_b]), torch.arange(5),
-                   torch.clamp(5 - torch.arange(5), max=4))
+    alone = banded(encoder, doc_a, torch.clamp(5 - torch.arange(5), max=4))
+    both = banded(encoder, torch.cat([doc_a, doc_b]), torch.clamp(5 - torch.arange(5), max=4))
     valid = valid_cell_mask(torch.clamp(5 - torch.arange(5), max=4), 4)
     assert torch.allclose(alone[valid], both[valid], atol=1e-5)
 
 
 def _head(batch_rows: int, width: int = 5, n_out: int = 3):
     torch.manual_seed(1)
-    encoder = KnowFREEGridEncoder(hidden_width=16, grid_width=20, n_biaffine_heads=4,
-                                  n_attention_heads=5, attention_window=1, dropout=0.0)
-    head = span_grid_head(build_grid_encoder(encoder), Linear(), batch_rows=batch_rows)
-    head.attrs["max_span_width"] = width
+    encoder = KnowFREEGridEncoder(
+        hidden_width=16, grid_width=20, n_biaffine_heads=4, n_attention_heads=5, attention_window=1, dropout=0.0
+    )
+    head = span_grid_head(build_grid_encoder(encoder), Linear(), max_span_width=width, batch_rows=batch_rows)
     head.set_dim("nO", n_out)
     return head
 
@@ -158,10 +182,12 @@ def test_prediction_computes_only_the_requested_columns():
     head = _head(batch_rows=64, n_out=5)
     head.initialize(X=X)
     full = head.predict(X)[0]
-    head.attrs["n_predict_columns"] = 2
-    target_only = head.predict(X)[0]
+    target_only = predict_span_logits(head, X, 2)[0]
     assert target_only.shape == (7, 5, 2)
     numpy.testing.assert_allclose(target_only, full[..., :2], atol=1e-5)
+    assert predict_span_logits(head, X)[0].shape == full.shape == (7, 5, 5)
+    with pytest.raises(ValueError, match="KF311"):
+        predict_span_logits(head, X, 6)
 
 
 def test_configure_encoder_follows_max_span_width():
@@ -169,3 +195,32 @@ def test_configure_encoder_follows_max_span_width():
     configure_encoder(head)
     encoder = head.get_ref("encoder").shims[0]._model
     assert encoder.biaffine.width_embedding.num_embeddings == 7
+
+
+def test_resizing_the_head_keeps_the_weights_of_the_first_outputs():
+    rng = numpy.random.default_rng(0)
+    X = [rng.normal(size=(6, 8)).astype("float32")]
+    head = _head(batch_rows=64, n_out=3)
+    head.initialize(X=X)
+    before = head.predict(X)[0]
+    old_W = head.get_ref("output_layer").get_param("W").copy()
+    resize_span_head(head, 5)
+    assert head.get_dim("nO") == 5
+    output = head.get_ref("output_layer")
+    assert output.get_param("W").shape == (5, old_W.shape[1])
+    numpy.testing.assert_array_equal(output.get_param("W")[:3], old_W)
+    assert output in list(head.walk())  # the ref follows the resizable container
+    after = head.predict(X)[0]
+    numpy.testing.assert_allclose(after[..., :3], before, atol=1e-6)
+    resize_span_head(head, 2)
+    numpy.testing.assert_allclose(head.predict(X)[0], before[..., :2], atol=1e-6)
+
+
+def test_max_span_width_is_an_architecture_argument():
+    build = registry.architectures.get("spacy-knowfree.KnowFREE.v1")
+    model = build(tok2vec=Linear(4, 4), max_span_width=12)
+    assert model.get_ref("head").get_dim("nW") == 12
+    assert not build(tok2vec=Linear(4, 4)).get_ref("head").has_dim("nW")  # "auto"
+    for bad in (0, "wide", True):
+        with pytest.raises(ValueError, match="KF007.*max_span_width"):
+            build(tok2vec=Linear(4, 4), max_span_width=bad)

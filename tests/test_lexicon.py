@@ -1,5 +1,7 @@
 """Tests for the offline jieba lexicon component ``knowfree_lexicon``."""
+
 import pickle
+import subprocess
 import sys
 
 import pytest
@@ -8,8 +10,9 @@ from spacy.tokens import Doc, Span
 
 pytest.importorskip("jieba")
 
-from spacy_knowfree import lexicon as lexicon_module  # noqa: E402
-from spacy_knowfree.lexicon import (  # noqa: E402
+from spacy_knowfree.constants import EXTENSION_SPANS_KEY  # noqa: E402
+from spacy_knowfree.knowledge import lexicon as lexicon_module  # noqa: E402
+from spacy_knowfree.knowledge.lexicon import (  # noqa: E402
     DEFAULT_ENTITY_TYPES,
     ENTITY_TYPES_EN,
     KnowFreeLexicon,
@@ -98,12 +101,12 @@ def test_offsets_with_emoji_fullwidth_and_spaces(nlp, lex):
     # non-overlapping, increasing, never whitespace, never cut inside a char
     last = 0
     for w in words:
-        piece = text[w.start:w.end]
+        piece = text[w.start : w.end]
         assert w.start >= last and piece and piece == piece.strip()
         last = w.end
-    assert "".join(text[w.start:w.end] for w in words) == "".join(text.split())
+    assert "".join(text[w.start : w.end] for w in words) == "".join(text.split())
     # full-width ASCII keeps its original characters but is one word
-    pieces = {text[w.start:w.end]: w for w in words}
+    pieces = {text[w.start : w.end]: w for w in words}
     assert "ＡＢＣ１２３" in pieces
     assert pieces["😀"].upos == "SYM"
     assert pieces["！"].upos == "PUNCT"
@@ -122,7 +125,7 @@ def test_offsets_with_emoji_fullwidth_and_spaces(nlp, lex):
     ws_text = "我爱北京 天安门 😀 ＡＢＣ１２３"
     doc = lex(spacy.blank("xx").make_doc(ws_text))
     for span in doc.spans[KEY]:
-        assert span.text == ws_text[span.start_char:span.end_char]
+        assert span.text == ws_text[span.start_char : span.end_char]
         assert not span.text.isspace()
     assert len({(s.start, s.end, s.label_) for s in doc.spans[KEY]}) == len(doc.spans[KEY])
 
@@ -255,10 +258,7 @@ def test_pickle_after_use(nlp, lex):
 def test_multiprocessing_pipe(nlp):
     texts = TEXTS * 3
     serial = [[(s.start, s.end, s.label_) for s in d.spans[KEY]] for d in nlp.pipe(texts)]
-    parallel = [
-        [(s.start, s.end, s.label_) for s in d.spans[KEY]]
-        for d in nlp.pipe(texts, n_process=2, batch_size=4)
-    ]
+    parallel = [[(s.start, s.end, s.label_) for s in d.spans[KEY]] for d in nlp.pipe(texts, n_process=2, batch_size=4)]
     assert parallel == serial
     assert all(serial)
 
@@ -269,6 +269,13 @@ def test_lexicon_pos_labels_survive_pos_normalisation(nlp, lex):
         assert normalize_pos_tag(s.label_[4:]) == s.label_[4:]
 
 
-def test_factory_is_registered():
-    assert "knowfree_lexicon" in spacy.registry.factories
-    assert lexicon_module.make_knowfree_lexicon is not None
+def test_factory_is_registered_through_the_entry_point():
+    # a fresh interpreter that never imports spacy_knowfree: spaCy must find
+    # the factory through the spacy_factories entry point alone
+    code = (
+        "import spacy; nlp = spacy.blank('zh'); pipe = nlp.add_pipe('knowfree_lexicon'); "
+        "print(type(pipe).__module__, pipe.spans_key)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [lexicon_module.__name__, EXTENSION_SPANS_KEY]

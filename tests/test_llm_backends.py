@@ -3,6 +3,7 @@ server, the reply cache (including a run killed mid-way), and the cheap parts
 of the local transformers backend. No address other than 127.0.0.1 is ever
 contacted: an autouse fixture makes any other connection fail the test.
 """
+
 import json
 import os
 import signal
@@ -16,7 +17,8 @@ from typing import Any, Callable, Dict, Tuple
 
 import pytest
 
-from spacy_knowfree.llm_tasks.local_causal_lm import (
+from spacy_knowfree.llm.cache import ResponseCache, cache_key
+from spacy_knowfree.llm.models.local_causal_lm import (
     CACHE_ENV,
     DEFAULT_GGUF_FILE,
     cache_root,
@@ -24,8 +26,7 @@ from spacy_knowfree.llm_tasks.local_causal_lm import (
     default_model_path,
     make_local_causal_lm,
 )
-from spacy_knowfree.llm_tasks.openai_compatible import BackendRequestError, OpenAICompatibleModel
-from spacy_knowfree.llm_tasks.response_cache import ResponseCache, cache_key
+from spacy_knowfree.llm.models.openai_compatible import BackendRequestError, OpenAICompatibleModel
 
 from _chat_server import ChatServer, echo, reply_body
 
@@ -51,8 +52,9 @@ def make_model(server: ChatServer, **kwargs) -> OpenAICompatibleModel:
 
 # ----------------------------------------------------------------------------- happy path
 def test_happy_path_order_body_and_no_auth_header(server):
-    model = make_model(server, concurrency=3, temperature=0.2, max_tokens=77, system_prompt="SYS",
-                       extra_params={"seed": 7})
+    model = make_model(
+        server, concurrency=3, temperature=0.2, max_tokens=77, system_prompt="SYS", extra_params={"seed": 7}
+    )
     replies = model([["a", "b"], ["c"], ["a"]])
     assert [list(r) for r in replies] == [["R:a", "R:b"], ["R:c"], ["R:a"]]
     assert sorted(server.prompts()) == ["a", "b", "c"]  # the duplicate prompt is asked once
@@ -66,13 +68,28 @@ def test_happy_path_order_body_and_no_auth_header(server):
 
 
 def test_requests_run_concurrently(server):
-    server.behaviour = lambda req, n: (200, {}, reply_body("ok"), 0.4)
-    model = make_model(server, concurrency=4)
-    start = time.monotonic()
+    # Each request waits (at most 10 s) until all four are in flight: with
+    # concurrency 4 they all get there; sent one at a time, none would.
+    in_flight = {"now": 0, "peak": 0}
+    all_in = threading.Event()
+    lock = threading.Lock()
+
+    def behaviour(req, n):
+        with lock:
+            in_flight["now"] += 1
+            in_flight["peak"] = max(in_flight["peak"], in_flight["now"])
+            if in_flight["now"] == 4:
+                all_in.set()
+        all_in.wait(10.0)
+        with lock:
+            in_flight["now"] -= 1
+        return 200, {}, reply_body("ok"), 0.0
+
+    server.behaviour = behaviour
+    model = make_model(server, concurrency=4, timeout=30.0)
     model([["p1"], ["p2"], ["p3"], ["p4"]])
-    elapsed = time.monotonic() - start
     assert len(server.requests) == 4
-    assert elapsed < 1.2, f"4 requests of 0.4 s took {elapsed:.2f} s with concurrency 4"
+    assert in_flight["peak"] == 4, f"at most {in_flight['peak']} of 4 requests were in flight at once"
 
 
 def test_api_key_from_named_env_var(server, monkeypatch):
@@ -116,15 +133,24 @@ def test_429_then_success_honours_retry_after(server):
     elapsed = time.monotonic() - start
     assert len(server.requests) == 2
     gap = server.requests[1]["time"] - server.requests[0]["time"]
-    assert 0.25 <= gap and elapsed < 5.0
+    # waited for Retry-After (0.3 s), not for the 30 s backoff (generous bound for a loaded machine)
+    assert 0.25 <= gap and elapsed < 20.0
 
 
 def test_slow_reply_times_out_then_retry_succeeds(server):
+    # The first reply is held back until the client has given up on it and
+    # asked again, whatever the load; the retry is answered at once.
+    retried = threading.Event()
+
     def behaviour(req, n):
-        return 200, {}, reply_body("late" if n == 0 else "fast"), 1.5 if n == 0 else 0.0
+        if n == 0:
+            retried.wait(30.0)
+            return 200, {}, reply_body("late"), 0.0
+        retried.set()
+        return 200, {}, reply_body("fast"), 0.0
 
     server.behaviour = behaviour
-    model = make_model(server, timeout=0.3)
+    model = make_model(server, timeout=2.0)
     assert list(model([["q"]])[0]) == ["fast"]
     assert len(server.requests) == 2
 
@@ -170,8 +196,9 @@ def test_client_error_is_not_retried(server):
     with pytest.warns(UserWarning, match="KW204"):
         assert [list(r) for r in model([["q"]])] == [[""]]  # dropped, the run goes on
     assert len(server.requests) == 1
-    assert model.dropped == [{"doc": 0, "reason": "http_400", "message": "HTTP 400 Bad Request: bad prompt",
-                              "cached": False}]
+    assert model.dropped == [
+        {"doc": 0, "reason": "http_400", "message": "HTTP 400 Bad Request: bad prompt", "cached": False}
+    ]
     server.behaviour = lambda req, n: (404, {}, {"error": {"message": "no model x"}}, 0.0)
     with pytest.raises(BackendRequestError, match="HTTP 404 Not Found: no model x"):
         make_model(server)([["q2"]])
@@ -205,8 +232,18 @@ def test_cut_replies_warn(server):
 def test_cache_key_depends_on_every_part():
     base = cache_key("b", "m", "p", {"t": 0})
     assert base == cache_key("b", "m", "p", {"t": 0})
-    assert len({base, cache_key("b2", "m", "p", {"t": 0}), cache_key("b", "m2", "p", {"t": 0}),
-                cache_key("b", "m", "p2", {"t": 0}), cache_key("b", "m", "p", {"t": 1})}) == 5
+    assert (
+        len(
+            {
+                base,
+                cache_key("b2", "m", "p", {"t": 0}),
+                cache_key("b", "m2", "p", {"t": 0}),
+                cache_key("b", "m", "p2", {"t": 0}),
+                cache_key("b", "m", "p", {"t": 1}),
+            }
+        )
+        == 5
+    )
 
 
 def test_cache_hits_skip_the_server(server, tmp_path):
@@ -243,8 +280,8 @@ def test_cache_path_must_not_be_a_directory(tmp_path):
 
 _KILLED_RUN_SCRIPT = """
 import sys
-from spacy_knowfree.llm_tasks.openai_compatible import OpenAICompatibleModel
-from spacy_knowfree.llm_tasks.response_cache import ResponseCache
+from spacy_knowfree.llm.models.openai_compatible import OpenAICompatibleModel
+from spacy_knowfree.llm.cache import ResponseCache
 url, path = sys.argv[1], sys.argv[2]
 model = OpenAICompatibleModel(url, "test-model", concurrency=1, timeout=120, cache=ResponseCache(path))
 model([["p%d" % i] for i in range(6)])
@@ -268,8 +305,12 @@ def test_cache_resumes_after_a_killed_run(server, tmp_path):
     script = tmp_path / "run.py"
     script.write_text(_KILLED_RUN_SCRIPT, encoding="utf8")
     env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "PYTHONPATH": str(REPO_ROOT)}
-    proc = subprocess.Popen([sys.executable, str(script), server.url, str(cache_path)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), server.url, str(cache_path)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         assert reached_fourth.wait(90), "the subprocess never sent its 4th request"
         proc.send_signal(signal.SIGKILL)

@@ -8,20 +8,23 @@ expected result: the spans written (character offsets and label; POS spans
 filled with the fallback tag are left out) and the exact counters in
 ``doc.user_data["knowfree_llm_stats"]``.
 """
+
 import json
 import random
+import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import spacy
 
-from spacy_knowfree.llm_tasks.entities import make_extension_entities_task, read_entity_items
-from spacy_knowfree.llm_tasks.parsing import parse_json_items
-from spacy_knowfree.llm_tasks.placement import align_in_order, find_occurrences
-from spacy_knowfree.llm_tasks.pos import make_pos_task
-from spacy_knowfree.llm_tasks.segmentation import make_segmentation_task
-from spacy_knowfree.llm_tasks.stats import STATS_KEY, format_stats, summarize_stats
+from spacy_knowfree.llm import parsing
+from spacy_knowfree.llm.parsing import parse_json_items, parse_json_value
+from spacy_knowfree.llm.tasks.entities.task import make_extension_entities_task, read_entity_items
+from spacy_knowfree.llm.tasks.placement import align_in_order, find_occurrences
+from spacy_knowfree.llm.tasks.pos.task import make_pos_task
+from spacy_knowfree.llm.tasks.segmentation.task import make_segmentation_task
+from spacy_knowfree.llm.tasks.stats import STATS_KEY, format_stats, summarize_stats
 
 CORPUS_PATH = Path(__file__).parent / "data" / "llm_replies.jsonl"
 CORPUS = [json.loads(line) for line in CORPUS_PATH.read_text(encoding="utf8").splitlines() if line.strip()]
@@ -73,7 +76,7 @@ def test_corpus_reply(nlp, case):
         ("[{'entity': '张三', 'type': '人名'}]", [{"entity": "张三", "type": "人名"}]),
         ('[{"entity": "张三", "type": "人名",},]', [{"entity": "张三", "type": "人名"}]),
         ("［｛entity：“张三”，type：“人名”｝］", [{"entity": "张三", "type": "人名"}]),
-        ('[{entity: 张三, type: 人名}]', [{"entity": "张三", "type": "人名"}]),
+        ("[{entity: 张三, type: 人名}]", [{"entity": "张三", "type": "人名"}]),
         ('前言\n```json\n[{"a": 1}]\n```\n后记 [{"b": 2}]', [{"a": 1}]),
         ('[{"a": true, "b": None, "c": 1.5e2}]', [{"a": True, "b": None, "c": 150.0}]),
         ('[{"t": "逗号，和：冒号"}]', [{"t": "逗号，和：冒号"}]),
@@ -131,22 +134,96 @@ def test_unreadable_items_are_skipped_and_counted():
     assert parsed.dropped == Counter(unreadable_item=2)
 
 
-def test_parser_never_crashes_and_stays_fast():
+def test_parser_never_crashes_on_random_or_cut_replies():
     rng = random.Random(13)
-    alphabet = '[]{}",:，：“”\'\\\n abc北京0-.`'
+    alphabet = "[]{}\",:，：“”'\\\n abc北京0-.`"
     replies = [c["reply"] for c in CORPUS]
     for i in range(3000):
         if i % 3 == 0:
             base = rng.choice(replies)
             a = rng.randrange(len(base))
-            reply = base[a:rng.randrange(a, len(base) + 1)]
+            reply = base[a : rng.randrange(a, len(base) + 1)]
         elif i % 3 == 1:
             reply = "".join(rng.choice(alphabet) for _ in range(rng.randrange(80)))
         else:
-            reply = rng.choice(["[", "{", "[{", "{[", "\"", "```"]) * rng.randrange(1, 3000)
+            reply = rng.choice(["[", "{", "[{", "{[", '"', "```"]) * rng.randrange(1, 3000)
         parsed = parse_json_items(reply)
         assert isinstance(parsed.items, list)
         assert all(v >= 0 for v in parsed.dropped.values())
+        assert parse_json_value(reply) is None or isinstance(parse_json_value(reply), (list, dict))
+
+
+def test_parse_json_value_keeps_the_shape_and_skips_reasoning():
+    assert parse_json_value('好的：{"人名": ["人物"]}') == {"人名": ["人物"]}  # not unwrapped
+    assert parse_json_value('<think>先写 {"草稿": ["x"]}</think>\n{"人名": ["人物"]}') == {"人名": ["人物"]}
+    fenced = '{"echo": 1}\n```json\n[["人名", ["人物"]]]\n```'
+    assert parse_json_value(fenced) == [["人名", ["人物"]]]  # fenced blocks win
+    two = '{"a": 1} 然后 {"b": 2, "c": 3}'
+    assert parse_json_value(two) == {"a": 1}
+    assert parse_json_value(two, rank=len) == {"b": 2, "c": 3}
+    assert parse_json_value(two, rank=lambda v: 1 / 0) == {"a": 1}  # a broken ranker never breaks parsing
+    assert parse_json_value("没有 JSON。") is None and parse_json_value(None) is None
+
+
+def parser_work(reply: str):
+    """Lines of the parser module executed while parsing ``reply``: a measure of
+    work that, unlike a stopwatch, does not depend on how loaded the machine is."""
+    lines = 0
+
+    def tracer(frame, event, arg):
+        nonlocal lines
+        if frame.f_code.co_filename != parsing.__file__:
+            return None
+        lines += event == "line"
+        return tracer
+
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        result = parse_json_items(reply)
+    finally:
+        sys.settrace(previous)
+    return lines, result
+
+
+ANSWER = '[{"entity": "北京", "type": "地名"}]'
+ITEM = '{"entity": "北京", "type": "地名"}'
+
+
+@pytest.mark.parametrize(
+    "make,items,dropped",
+    [
+        (lambda n: "[" * n, 0, {"truncated": 1, "unreadable_item": 1}),
+        (lambda n: "{" * n, 0, {"truncated": 1}),
+        (lambda n: '"' * n, 0, {"no_json": 1}),
+        (lambda n: "[{" * n, 0, {"truncated": 1}),
+        (lambda n: "```\n" * n, 0, {"no_json": 1}),
+        (lambda n: '{"a": ' * n, 0, {"no_json": 1}),
+        (lambda n: '["' + "北" * n, 0, {"truncated": 1}),
+        (lambda n: "[" + "," * n + "]", 0, {}),
+        (lambda n: "见[1]。" * (n // 4) + ANSWER, 1, {}),
+        (lambda n: "[" + ", ".join([ITEM] * n) + "]", None, {}),
+    ],
+    ids=[
+        "brackets",
+        "braces",
+        "quotes",
+        "bracket-brace",
+        "fences",
+        "nested-keys",
+        "open-string",
+        "commas",
+        "prose-then-answer",
+        "many-items",
+    ],
+)
+def test_pathological_replies_parse_right_in_linear_work(make, items, dropped):
+    small, _ = parser_work(make(200))
+    large, parsed = parser_work(make(800))
+    # 4x the input may cost at most ~4x the work: a quadratic parser costs ~16x
+    assert large <= 5 * small, (small, large)
+    assert len(parsed.items) == (800 if items is None else items)
+    assert {k: v for k, v in parsed.dropped.items() if v} == dropped
 
 
 # ----------------------------------------------------------------------------- placement
@@ -160,10 +237,15 @@ def test_every_occurrence_of_a_repeated_mention(nlp):
 
 def test_offsets_with_spaces_emoji_and_full_width(nlp):
     text = "Hi 😀 北京 and ＡＢＣ，北京！ 🇨🇳 iPhone 15"
-    reply = json.dumps([
-        {"entity": "北京", "type": "LOC"}, {"entity": "ＡＢＣ", "type": "ORG"},
-        {"entity": "iPhone 15", "type": "PRODUCT"}, {"entity": "🇨🇳", "type": "FLAG"},
-    ], ensure_ascii=False)
+    reply = json.dumps(
+        [
+            {"entity": "北京", "type": "LOC"},
+            {"entity": "ＡＢＣ", "type": "ORG"},
+            {"entity": "iPhone 15", "type": "PRODUCT"},
+            {"entity": "🇨🇳", "type": "FLAG"},
+        ],
+        ensure_ascii=False,
+    )
     doc = run_task(nlp, make_extension_entities_task(), text, reply)
     got = sorted((s.start_char, s.end_char, s.text, s.label_) for s in doc.spans["knowfree_ext"])
     expected = []
@@ -205,7 +287,9 @@ def test_alignment_modes_on_coarse_tokens():
     reply = '[{"entity": "Phone", "type": "PRODUCT"}, {"entity": "Beijing", "type": "LOC"}]'
     expand = run_task(nlp_en, make_extension_entities_task(alignment_mode="expand"), text, reply)
     assert [(s.text, s.label_) for s in expand.spans["knowfree_ext"]] == [
-        ("iPhone15", "ENT:PRODUCT"), ("Beijing", "ENT:LOC")]
+        ("iPhone15", "ENT:PRODUCT"),
+        ("Beijing", "ENT:LOC"),
+    ]
     assert expand.user_data[STATS_KEY]["ENT"]["realigned"] == 1
     contract = run_task(nlp_en, make_extension_entities_task(alignment_mode="contract"), text, reply)
     assert [s.text for s in contract.spans["knowfree_ext"]] == ["Beijing"]
@@ -225,14 +309,21 @@ def test_restrict_to_labels(nlp):
 def test_pos_fill_covers_every_word(nlp):
     task = make_pos_task()
     doc = nlp("我爱北京天安门。")
-    doc.spans["knowfree_ext"] = [doc.char_span(a, b, label="SEG:WORD") for a, b in
-                                 [(0, 1), (1, 2), (2, 4), (4, 7), (7, 8)]]
+    doc.spans["knowfree_ext"] = [
+        doc.char_span(a, b, label="SEG:WORD") for a, b in [(0, 1), (1, 2), (2, 4), (4, 7), (7, 8)]
+    ]
     reply = '[{"word": "我", "pos": "PRON"}, {"word": "北", "pos": "PROPN"}, {"word": "天安门", "pos": "PROPN"}]'
     doc = list(task.parse_responses([[doc]], [[reply]]))[0]
     pos = sorted((s.start_char, s.end_char, s.label_) for s in doc.spans["knowfree_ext"] if s.label_.startswith("POS"))
     # 爱 (a word) and 京 (the untagged part of 北京) and 。 get the fallback tag
-    assert pos == [(0, 1, "POS:PRON"), (1, 2, "POS:X"), (2, 3, "POS:PROPN"), (3, 4, "POS:X"),
-                   (4, 7, "POS:PROPN"), (7, 8, "POS:X")]
+    assert pos == [
+        (0, 1, "POS:PRON"),
+        (1, 2, "POS:X"),
+        (2, 3, "POS:PROPN"),
+        (3, 4, "POS:X"),
+        (4, 7, "POS:PROPN"),
+        (7, 8, "POS:X"),
+    ]
     assert doc.user_data[STATS_KEY]["POS"] == {"replies": 1, "filled": 3, "spans": 6}
     covered = set()
     for s in doc.spans["knowfree_ext"]:

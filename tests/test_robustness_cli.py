@@ -2,6 +2,7 @@
 DocBin, binary data, empty file) give a KF message and no traceback, commands
 that need a missing extra name it, loading a pipeline never unpickles code,
 and ``analyze render`` escapes its HTML."""
+
 import io
 import json
 import subprocess
@@ -95,16 +96,16 @@ def test_convert_jsonl_labels_file_with_a_bom(capsys, tmp_path):
     source.write_text(BOM_INPUTS["jsonl"], encoding="utf8")
     labels = tmp_path / "labels.txt"
     labels.write_bytes((BOM + "PER\n").encode("utf8"))
-    code, output = run(capsys, "convert", source, tmp_path / "out.spacy", "--format", "jsonl",
-                       "--labels", labels)
+    code, output = run(capsys, "convert", source, tmp_path / "out.spacy", "--format", "jsonl", "--labels", labels)
     assert code == 0, output
     doc = list(DocBin().from_disk(tmp_path / "out.spacy").get_docs(spacy.blank("zh").vocab))[0]
     assert [span.label_ for span in doc.spans["sc"]] == ["PER"]  # a target, not an extension label
 
 
 @pytest.mark.parametrize("fmt", sorted(BOM_INPUTS))
-@pytest.mark.parametrize("kind,content,kf", [("binary", BINARY, "KF100"), ("empty", b"", "KF125"),
-                                             ("blank", b"\n\n", "KF125")])
+@pytest.mark.parametrize(
+    "kind,content,kf", [("binary", BINARY, "KF100"), ("empty", b"", "KF125"), ("blank", b"\n\n", "KF125")]
+)
 def test_convert_rejects_binary_and_empty_files(capsys, tmp_path, fmt, kind, content, kf):
     source = tmp_path / f"{kind}.{fmt}"
     source.write_bytes(content)
@@ -149,8 +150,16 @@ def test_extend_on_a_damaged_docbin_prints_no_traceback_even_with_a_config(capsy
     pytest.importorskip("spacy_llm")
     damaged = tmp_path / "damaged.spacy"
     damaged.write_bytes(docbin_path.read_bytes()[:40])
-    code, output = run(capsys, "extend", damaged, tmp_path / "out.spacy", "-c",
-                       REPO / "configs" / "extend_openai.cfg", "--paths.cache", tmp_path / "cache.jsonl")
+    code, output = run(
+        capsys,
+        "extend",
+        damaged,
+        tmp_path / "out.spacy",
+        "-c",
+        REPO / "configs" / "extend_openai.cfg",
+        "--paths.cache",
+        tmp_path / "cache.jsonl",
+    )
     assert_kf_failure(code, output, "KF124")
 
 
@@ -215,9 +224,18 @@ def test_a_crash_inside_extend_is_reported_once_without_a_traceback(capsys, tmp_
 
 def test_config_errors_print_without_a_traceback(capsys, tmp_path, docbin_path):
     pytest.importorskip("spacy_llm")
-    code, output = run(capsys, "extend", docbin_path, tmp_path / "out.spacy", "-c",
-                       REPO / "configs" / "extend_openai.cfg", "--vars.concurrency", "0",
-                       "--paths.cache", tmp_path / "cache.jsonl")
+    code, output = run(
+        capsys,
+        "extend",
+        docbin_path,
+        tmp_path / "out.spacy",
+        "-c",
+        REPO / "configs" / "extend_openai.cfg",
+        "--vars.concurrency",
+        "0",
+        "--paths.cache",
+        tmp_path / "cache.jsonl",
+    )
     assert_kf_failure(code, output, "KF204")
     assert not (tmp_path / "cache.jsonl").exists()
 
@@ -253,8 +271,13 @@ def test_commands_that_need_a_missing_extra_name_it(tmp_path, docbin_path):
         ["extend", str(docbin_path), str(tmp_path / "llm.spacy"), "-c", str(REPO / "configs" / "extend_openai.cfg")],
         ["convert", str(source), str(tmp_path / "out.spacy"), "--format", "jsonl"],
     ]
-    result = subprocess.run([sys.executable, "-c", _DRIVER.format(calls=calls)], capture_output=True,
-                            text=True, timeout=300, cwd=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "-c", _DRIVER.format(calls=calls)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=str(tmp_path),
+    )
     assert result.returncode == 0, result.stderr
     sections = result.stdout.split("=== ")[1:]
     outputs = {section.split("\n", 1)[0].rsplit(" ", 1)[0].strip(): section for section in sections}
@@ -332,14 +355,17 @@ def test_a_truncated_weights_file_gives_kf010(pipeline_dir):
 
 
 # ----------------------------------------------------------------------------- merge-labels --groups
-@pytest.mark.parametrize("groups", [
-    {"人名": []},
-    {"人名": ["人物", ""]},
-    {"人名": ["人物", 3]},
-    {"": ["人物"]},
-    {"人名": ["人物"], "组织": ["人物"]},
-    ["人名", "人物"],
-])
+@pytest.mark.parametrize(
+    "groups",
+    [
+        {"人名": []},
+        {"人名": ["人物", ""]},
+        {"人名": ["人物", 3]},
+        {"": ["人物"]},
+        {"人名": ["人物"], "组织": ["人物"]},
+        ["人名", "人物"],
+    ],
+)
 def test_malformed_groups_are_refused(tmp_path, groups):
     path = tmp_path / "groups.json"
     path.write_text(json.dumps(groups, ensure_ascii=False), encoding="utf8")
@@ -354,7 +380,7 @@ def test_groups_file_with_a_bom_is_read(tmp_path):
 
 
 def test_label_map_with_a_bom_is_read(tmp_path):
-    from spacy_knowfree.label_merging import LabelMap
+    from spacy_knowfree.knowledge.label_merging import LabelMap
 
     path = tmp_path / "map.json"
     path.write_bytes((BOM + LabelMap(params={"p": 3}).to_json()).encode("utf8"))
@@ -364,8 +390,9 @@ def test_label_map_with_a_bom_is_read(tmp_path):
 def test_merge_labels_refuses_malformed_groups(capsys, tmp_path, docbin_path):
     groups = tmp_path / "groups.json"
     groups.write_text(json.dumps({"人名": ["人物"], "组织": ["人物"]}, ensure_ascii=False), encoding="utf8")
-    code, output = run(capsys, "merge-labels", docbin_path, tmp_path / "out.spacy", "-m",
-                       tmp_path / "map.json", "--groups", groups)
+    code, output = run(
+        capsys, "merge-labels", docbin_path, tmp_path / "out.spacy", "-m", tmp_path / "map.json", "--groups", groups
+    )
     assert_kf_failure(code, output, "KF274")
     assert not (tmp_path / "map.json").exists()
 
@@ -392,8 +419,7 @@ def test_render_escapes_labels_and_text(capsys, tmp_path, pipeline_dir):
 def test_main_keeps_verbose_out_of_command_arguments(capsys, tmp_path, monkeypatch):
     source = tmp_path / "train.jsonl"
     source.write_text(BOM_INPUTS["jsonl"], encoding="utf8")
-    code, output = run(capsys, "--verbose", "convert", "--verbose", source, tmp_path / "out.spacy",
-                       "--format", "jsonl")
+    code, output = run(capsys, "--verbose", "convert", "--verbose", source, tmp_path / "out.spacy", "--format", "jsonl")
     assert code == 0, output  # not "No such option: --verbose"
     assert _app.verbose_errors()
     _app.set_verbose(False)

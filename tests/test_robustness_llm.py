@@ -4,6 +4,7 @@ replies, 401 with a message, HTML with status 200, 400 for one prompt, a slow
 server plus SIGINT), a cache path pointing at data, two processes on one
 cache, credentials in the URL. No address other than 127.0.0.1 is contacted.
 """
+
 import json
 import os
 import signal
@@ -23,12 +24,11 @@ import spacy
 from spacy.tokens import DocBin
 from typer.testing import CliRunner
 
-from spacy_knowfree.cli import _register_commands, app
-from spacy_knowfree.llm_tasks.openai_compatible import BackendRequestError, OpenAICompatibleModel
-from spacy_knowfree.llm_tasks.response_cache import ResponseCache, lock_path, shared_response_cache
+from spacy_knowfree.cli import app
+from spacy_knowfree.llm.cache import ResponseCache, lock_path, shared_response_cache
+from spacy_knowfree.llm.models.openai_compatible import BackendRequestError, OpenAICompatibleModel
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-_register_commands()
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("only_localhost")
 
@@ -38,8 +38,7 @@ Action = Tuple[Any, ...]
 
 
 def chat(content: Optional[str], finish: str = "stop") -> Dict[str, Any]:
-    return {"choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                         "finish_reason": finish}]}
+    return {"choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}]}
 
 
 class FaultServer:
@@ -72,8 +71,9 @@ class FaultServer:
                 except OSError:
                     pass
 
-            def _send(self, status: int, data: bytes, ctype: str = "application/json",
-                      length: Optional[int] = None) -> None:
+            def _send(
+                self, status: int, data: bytes, ctype: str = "application/json", length: Optional[int] = None
+            ) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(data) if length is None else length))
@@ -225,9 +225,15 @@ def test_the_cache_keeps_only_its_index_in_memory(tmp_path):
 
 
 def test_one_cache_object_per_file_for_all_components(tmp_path):
-    config = spacy.util.load_config(REPO_ROOT / "configs" / "extend_openai.cfg", interpolate=True, overrides={
-        "paths.cache": str(tmp_path / "c.jsonl"), "vars.api_key_env": None,
-        "vars.endpoint": "http://127.0.0.1:9/v1/chat/completions"})
+    config = spacy.util.load_config(
+        REPO_ROOT / "configs" / "extend_openai.cfg",
+        interpolate=True,
+        overrides={
+            "paths.cache": str(tmp_path / "c.jsonl"),
+            "vars.api_key_env": None,
+            "vars.endpoint": "http://127.0.0.1:9/v1/chat/completions",
+        },
+    )
     nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
     caches = {id(nlp.get_pipe(name)._model.cache) for name in nlp.pipe_names}
     assert len(caches) == 1
@@ -255,7 +261,10 @@ def test_filtered_and_empty_replies_are_dropped_and_retried_on_request(serve, tm
         replies = model([["ok"], ["FILTER"], ["EMPTY"], ["LONGCTX"]])
     assert [list(r) for r in replies] == [["R:ok"], [""], [""], [""]]
     assert sorted((d["doc"], d["reason"]) for d in model.dropped) == [
-        (1, "content_filter"), (2, "empty_reply"), (3, "context_length")]
+        (1, "content_filter"),
+        (2, "empty_reply"),
+        (3, "context_length"),
+    ]
     assert "maximum context length is 4096" in next(d["message"] for d in model.dropped if d["doc"] == 3)
     assert model.calls.dropped == 3
     del model
@@ -342,8 +351,18 @@ def write_corpus(path: Path, texts: List[str]) -> None:
 
 def extend_args(tmp_path: Path, url: str, cache: Path, *more: str) -> List[str]:
     (tmp_path / "kb.cfg").write_text(EXTEND_CONFIG, encoding="utf8")
-    return ["extend", str(tmp_path / "train.spacy"), str(tmp_path / "fused.spacy"), "-c", str(tmp_path / "kb.cfg"),
-            "--vars.endpoint", url, "--paths.cache", str(cache), *more]
+    return [
+        "extend",
+        str(tmp_path / "train.spacy"),
+        str(tmp_path / "fused.spacy"),
+        "-c",
+        str(tmp_path / "kb.cfg"),
+        "--vars.endpoint",
+        url,
+        "--paths.cache",
+        str(cache),
+        *more,
+    ]
 
 
 def test_a_400_for_one_prompt_is_dropped_listed_and_retried(serve, tmp_path):
@@ -374,8 +393,9 @@ def test_a_cache_path_pointing_to_data_is_refused(serve, tmp_path, kind):
     write_corpus(tmp_path / "train.spacy", TEXTS)
     if kind == "jsonl":
         data = tmp_path / "train.jsonl"
-        data.write_text("".join(json.dumps({"text": t, "spans": []}, ensure_ascii=False) + "\n" for t in TEXTS),
-                        encoding="utf8")
+        data.write_text(
+            "".join(json.dumps({"text": t, "spans": []}, ensure_ascii=False) + "\n" for t in TEXTS), encoding="utf8"
+        )
     else:
         data = tmp_path / "dev.spacy"
         write_corpus(data, TEXTS)
@@ -398,8 +418,10 @@ def test_unknown_vars_are_refused(serve, tmp_path):
 
 
 # ----------------------------------------------------------------------------- URLs and credentials
-@pytest.mark.parametrize("url", ["http://", "http://127.0.0.1:99999/v1/chat/completions", "ftp://127.0.0.1/x",
-                                 "http://127.0.0.1:8000/v1 chat"])
+@pytest.mark.parametrize(
+    "url",
+    ["http://", "http://127.0.0.1:99999/v1/chat/completions", "ftp://127.0.0.1/x", "http://127.0.0.1:8000/v1 chat"],
+)
 def test_invalid_urls_are_refused_when_the_model_is_built(url):
     with pytest.raises(ValueError, match="KF204"):
         OpenAICompatibleModel(url, "m")
@@ -434,20 +456,24 @@ def test_config_errors_do_not_echo_credentials(serve, tmp_path):
     write_corpus(tmp_path / "train.spacy", TEXTS)
     secret_url = srv.url.replace("127.0.0.1", "bob:pw-s3cret@127.0.0.1") + "?key=q-s3cret"
     for value, expected in (("abc", "***@127.0.0.1"), ("0", "KF204")):  # a config error echoes the block
-        result = runner.invoke(app, extend_args(tmp_path, secret_url, tmp_path / "c.jsonl",
-                                                "--vars.concurrency", value))
+        result = runner.invoke(
+            app, extend_args(tmp_path, secret_url, tmp_path / "c.jsonl", "--vars.concurrency", value)
+        )
         said = " ".join(result.output.split())
         assert result.exit_code == 1 and "Traceback" not in said and expected in said
         assert "s3cret" not in said
     key = "sk-live-s3cretABCDEFGHIJKLMNOPQRSTUV"
-    result = runner.invoke(app, extend_args(tmp_path, srv.url, tmp_path / "c.jsonl",
-                                            "--components.llm_ent.model.api_key_env", key))
+    result = runner.invoke(
+        app, extend_args(tmp_path, srv.url, tmp_path / "c.jsonl", "--components.llm_ent.model.api_key_env", key)
+    )
     assert result.exit_code == 1 and "KF209" in result.output and "s3cret" not in result.output
     assert srv.prompts == []
 
 
-@pytest.mark.parametrize("value", ["sk-proj-abcdefghijklmnopqrstuvwx", "aB3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gI",
-                                   "gsk_8fj3kLm92Qx7Zt0aPvR4wYbN6cDe"])
+@pytest.mark.parametrize(
+    "value",
+    ["sk-proj-abcdefghijklmnopqrstuvwx", "aB3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gI", "gsk_8fj3kLm92Qx7Zt0aPvR4wYbN6cDe"],
+)
 def test_a_key_given_as_api_key_env_is_refused_without_echo(serve, value):
     srv = serve(echo)
     with pytest.raises(ValueError) as info:
@@ -459,7 +485,7 @@ def test_a_key_given_as_api_key_env_is_refused_without_echo(serve, value):
 # ----------------------------------------------------------------------------- processes
 _HOLD_SCRIPT = """
 import sys, time
-from spacy_knowfree.llm_tasks.response_cache import ResponseCache
+from spacy_knowfree.llm.cache import ResponseCache
 cache = ResponseCache(sys.argv[1])
 print("ready", flush=True)
 time.sleep(60)
@@ -491,6 +517,7 @@ def test_sigint_exits_fast_and_keeps_every_finished_reply(serve, tmp_path):
     """30 docs, 4 requests in flight: 4 replies come fast, 2 more are slow
     (they finish during the grace period), the rest hang. SIGINT after the
     fast ones: the run exits within seconds, with every finished reply cached."""
+
     def behaviour(prompt: str, n: int) -> Action:
         if n < 4:
             return ("json", 200, chat("[]"), 0.05)
@@ -503,8 +530,13 @@ def test_sigint_exits_fast_and_keeps_every_finished_reply(serve, tmp_path):
     write_corpus(tmp_path / "train.spacy", texts)
     cache = tmp_path / "c.jsonl"
     args = extend_args(tmp_path, srv.url, cache, "--vars.concurrency", "4")
-    proc = subprocess.Popen([sys.executable, "-m", "spacy_knowfree", *args], env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spacy_knowfree", *args],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while len(srv.prompts) < 8 and time.monotonic() < deadline and proc.poll() is None:

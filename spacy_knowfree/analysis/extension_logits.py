@@ -5,6 +5,7 @@ span), the logits of all extension labels at that cell of the span grid are
 collected; averaging them per target label shows which extension labels the
 model ties to which target labels (e.g. ``ENT:人名`` high at ``PER`` spans).
 """
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -50,8 +51,7 @@ class ExtensionLogitTable:
             "extension_labels": self.extension_labels,
             "counts": {label: int(c) for label, c in zip(self.target_labels, self.counts)},
             "mean_logits": {
-                ext: {tgt: (None if numpy.isnan(v) else round(float(v), 4))
-                      for tgt, v in zip(self.target_labels, row)}
+                ext: {tgt: (None if numpy.isnan(v) else round(float(v), 4)) for tgt, v in zip(self.target_labels, row)}
                 for ext, row in zip(self.extension_labels, self.mean_logits)
             },
             "skipped": dict(self.skipped),
@@ -76,8 +76,9 @@ def extension_logit_table(
     positions (str): "predicted" (the paper's figure 6) or "gold" spans.
     """
     if positions not in POSITIONS:
-        raise ValueError(Errors.KF402.format(arg="positions", value=positions,
-                                             hint=f"Use one of {', '.join(POSITIONS)}."))
+        raise ValueError(
+            Errors.KF402.format(arg="positions", value=positions, hint=f"Use one of {', '.join(POSITIONS)}.")
+        )
     knowfree = require_knowfree(nlp, component)
     targets, extensions = list(knowfree.labels), list(knowfree.extension_labels)
     if not extensions:
@@ -101,15 +102,13 @@ def extension_logit_table(
                 sums[:, column] += doc_logits[row, offset, n_tgt:]
                 counts[column] += 1
     if not counts.any():
-        raise ValueError(Errors.KF404.format(positions=positions, key=knowfree.key, n=len(docs),
-                                             name=knowfree.name))
+        raise ValueError(Errors.KF404.format(positions=positions, key=knowfree.key, n=len(docs), name=knowfree.name))
     with numpy.errstate(invalid="ignore", divide="ignore"):
         means = numpy.where(counts > 0, sums / numpy.maximum(counts, 1), numpy.nan)
     return ExtensionLogitTable(targets, extensions, means, counts, positions, len(docs), skipped)
 
 
-def _cells(spans: Iterable, targets: List[str], width: int,
-           skipped: Dict[str, int]) -> List[Tuple[int, int, int]]:
+def _cells(spans: Iterable, targets: List[str], width: int, skipped: Dict[str, int]) -> List[Tuple[int, int, int]]:
     """(row, width offset, target column) of every span the grid can hold."""
     index = {label: i for i, label in enumerate(targets)}
     out = []
@@ -125,8 +124,9 @@ def _cells(spans: Iterable, targets: List[str], width: int,
     return out
 
 
-def plot_extension_logits(table: ExtensionLogitTable, path: Path, *, top: Optional[int] = 40,
-                          title: Optional[str] = None) -> List[str]:
+def plot_extension_logits(
+    table: ExtensionLogitTable, path: Path, *, top: Optional[int] = 40, title: Optional[str] = None
+) -> List[str]:
     """Draw the table as a heatmap (target labels across, extension labels down).
 
     top (Optional[int]): only the extension labels varying most across the
@@ -145,17 +145,18 @@ def plot_extension_logits(table: ExtensionLogitTable, path: Path, *, top: Option
     with font_context(font_ext or font_tgt):
         axes = figure.add_subplot(1, 1, 1)
         cmap = colormaps["RdBu_r"].with_extremes(bad="#d9d9d9")  # grey: labels without spans
-        image = axes.imshow(numpy.ma.masked_invalid(values), cmap=cmap, vmin=-limit,
-                            vmax=limit, aspect="auto")
+        image = axes.imshow(numpy.ma.masked_invalid(values), cmap=cmap, vmin=-limit, vmax=limit, aspect="auto")
         axes.set_xticks(range(len(shown_tgt)))
-        axes.set_xticklabels([f"{label}\n(n={n})" for label, n in zip(shown_tgt, table.counts)],
-                             rotation=45, ha="right", fontsize=8)
+        axes.set_xticklabels(
+            [f"{label}\n(n={n})" for label, n in zip(shown_tgt, table.counts)], rotation=45, ha="right", fontsize=8
+        )
         axes.set_yticks(range(len(rows)))
         axes.set_yticklabels(shown_ext, fontsize=8)
         axes.set_xlabel(f"target label ({table.positions} spans)")
         axes.set_ylabel("extension label")
-        axes.set_title(title or f"Mean extension-label logit at {table.positions} target spans "
-                                f"({table.n_docs} docs)", fontsize=9)
+        axes.set_title(
+            title or f"Mean extension-label logit at {table.positions} target spans ({table.n_docs} docs)", fontsize=9
+        )
         figure.colorbar(image, ax=axes, label="mean logit")
         save_figure(figure, path)
     return [table.extension_labels[i] for i in rows]

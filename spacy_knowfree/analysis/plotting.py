@@ -1,22 +1,37 @@
 """Matplotlib set-up shared by the analysis plots: a headless figure and a
 font that can draw Chinese labels when the machine has one."""
+
 import re
 import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..constants import CJK_RANGES
 from ..errors import Errors, Warnings
-from ..lexicon import DEFAULT_ENTITY_TYPES, ENTITY_TYPES_EN
+from ..knowledge.lexicon import DEFAULT_ENTITY_TYPES, ENTITY_TYPES_EN
 
 #: Fonts with CJK glyphs, most common first (Linux, macOS, Windows).
 CJK_FONTS = (
-    "Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans SC", "Source Han Sans SC",
-    "Source Han Sans CN", "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "Droid Sans Fallback",
-    "AR PL UMing CN", "AR PL UKai CN", "SimHei", "Microsoft YaHei", "PingFang SC",
-    "Heiti SC", "Hiragino Sans GB", "Arial Unicode MS",
+    "Noto Sans CJK SC",
+    "Noto Sans CJK JP",
+    "Noto Sans SC",
+    "Source Han Sans SC",
+    "Source Han Sans CN",
+    "WenQuanYi Zen Hei",
+    "WenQuanYi Micro Hei",
+    "Droid Sans Fallback",
+    "AR PL UMing CN",
+    "AR PL UKai CN",
+    "SimHei",
+    "Microsoft YaHei",
+    "PingFang SC",
+    "Heiti SC",
+    "Hiragino Sans GB",
+    "Arial Unicode MS",
 )
-_CJK = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
+#: CJK text, its punctuation and full-width forms: drawn with a CJK font.
+_CJK = re.compile(f"[\u3000-\u303f{CJK_RANGES}\uff00-\uffef]")
 #: jieba's Chinese entity type names (the lexicon's default) in English.
 _ZH_TO_EN = {zh: ENTITY_TYPES_EN[tag] for tag, zh in DEFAULT_ENTITY_TYPES.items()}
 
@@ -72,9 +87,12 @@ def display_labels(labels: Sequence[str]) -> Tuple[List[str], Dict[str, str], Op
             alias += "'"
         shown.append(alias)
         replaced[alias] = label
-    warnings.warn(Warnings.KW400.format(
-        replaced=", ".join(f"{alias} = {label}" for alias, label in replaced.items()),
-    ))
+    warnings.warn(
+        Warnings.KW400.format(
+            replaced=", ".join(f"{alias} = {label}" for alias, label in replaced.items()),
+        ),
+        stacklevel=2,
+    )
     return shown, replaced, None
 
 

@@ -1,4 +1,5 @@
 """displaCy rendering of a pipeline's spans next to the gold and extension spans."""
+
 import html
 import warnings
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -12,8 +13,22 @@ from ..pipeline_inputs import fresh_copies, require_knowfree
 #: Colours cycled over the labels (displaCy's default palette has none for
 #: dataset labels such as PER.NAM or ENT:人名).
 PALETTE = (
-    "#7aecec", "#bfeeb7", "#feca74", "#ff9561", "#aa9cfc", "#c887fb", "#9cc9cc", "#ffeb80",
-    "#ff8197", "#f0d0ff", "#bfe1d9", "#e4e7d2", "#ddd6fe", "#fde68a", "#a7f3d0", "#fecaca",
+    "#7aecec",
+    "#bfeeb7",
+    "#feca74",
+    "#ff9561",
+    "#aa9cfc",
+    "#c887fb",
+    "#9cc9cc",
+    "#ffeb80",
+    "#ff8197",
+    "#f0d0ff",
+    "#bfe1d9",
+    "#e4e7d2",
+    "#ddd6fe",
+    "#fde68a",
+    "#a7f3d0",
+    "#fecaca",
 )
 
 
@@ -78,8 +93,14 @@ def render_predictions(
         for name, row_doc, row_key in rows:
             with warnings.catch_warnings():  # W117: a row without spans is fine here
                 warnings.filterwarnings("ignore", message=r"\[W117\]")
-                body = displacy.render(escaped_spans(row_doc, row_key), style="span", manual=True,
-                                       page=False, jupyter=False, options=options)
+                body = displacy.render(
+                    escaped_spans(row_doc, row_key),
+                    style="span",
+                    manual=True,
+                    page=False,
+                    jupyter=False,
+                    options=options,
+                )
             parts.append(f'<div class="row"><div class="name">{html.escape(name)}</div>{body}</div>')
         sections.append("<section>" + "".join(parts) + "</section>")
     total = f"{len(docs)} docs"
@@ -88,8 +109,7 @@ def render_predictions(
         r = correct / n_gold
         f = 2 * p * r / (p + r) if p + r else 0.0
         total += f"; on these docs P {100 * p:.1f}, R {100 * r:.1f}, F1 {100 * f:.1f}"
-    return _PAGE.format(title=html.escape(title), summary=html.escape(total),
-                        body="\n".join(sections))
+    return _PAGE.format(title=html.escape(title), summary=html.escape(total), body="\n".join(sections))
 
 
 _PAGE = """<!DOCTYPE html>

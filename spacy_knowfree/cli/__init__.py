@@ -1,13 +1,15 @@
 """The ``knowfree`` command line (``python -m spacy_knowfree`` or ``knowfree``).
 
-Only the module of the command being run is imported, so the commands of the
-base install work without the optional extras; a command whose module needs a
-missing extra is replaced by a stub that says which extra to install (KF600).
+Importing this package imports every command module, each of which
+registers its commands on :data:`app`. The commands of the base install
+import their optional libraries only when they run; a command module that
+needs a missing extra at import time (``augment`` and ``synthesize`` need
+spacy-llm) is replaced by a command that says which extra to install (KF600).
 Every error is printed as its KF message alone; ``--verbose`` (anywhere on the
 command line) or ``KNOWFREE_VERBOSE=1`` also prints the traceback.
 """
+
 import importlib
-import pkgutil
 import sys
 import traceback
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -18,22 +20,6 @@ from wasabi import msg
 from ..errors import Errors
 from ._app import app, set_verbose, verbose_errors
 
-# command name -> module of spacy_knowfree.cli that registers it
-COMMAND_MODULES: Dict[str, str] = {
-    "convert": "convert",
-    "convert-benchmark": "convert",
-    "to-jsonl": "convert",
-    "sample": "sample",
-    "filter-extension": "filter_extension",
-    "report": "report",
-    "tune-threshold": "tune_threshold",
-    "extend": "extend",
-    "merge-labels": "merge_labels",
-    "synthesize": "synthesize",
-    "augment": "augment",
-    "analyze": "analyze",
-    "init": "init_config",
-}
 # top-level module -> the extra of spacy-knowfree that installs it
 EXTRA_OF_MODULE: Dict[str, str] = {
     "spacy_llm": "llm",
@@ -46,18 +32,21 @@ EXTRA_OF_MODULE: Dict[str, str] = {
     "matplotlib": "analysis",
     "sklearn": "analysis",
 }
-_registered: Dict[str, bool] = {}
+# command modules that need an optional extra at import time -> their command names
+OPTIONAL_COMMAND_MODULES: Dict[str, List[str]] = {
+    "augment": ["augment"],
+    "synthesize": ["synthesize"],
+}
 
 
 def main(args: Optional[Sequence[str]] = None) -> None:
-    """Console-script entry point: register the command to run, then run it,
+    """Console-script entry point: run the command in ``args`` (default: sys.argv),
     printing any error as its KF message (exit code 1, 130 on Ctrl-C)."""
     argv, verbose = _pop_verbose(sys.argv[1:] if args is None else args)
     if verbose:
         set_verbose(True)
     command = _command_name(argv)
     try:
-        _register_commands(command)
         app(args=argv, prog_name="knowfree")
     except KeyboardInterrupt:
         _print_error(Errors.KF602.format(command=command or ""))
@@ -76,6 +65,9 @@ def main(args: Optional[Sequence[str]] = None) -> None:
 def error_message(err: BaseException, command: Optional[str] = None) -> str:
     """The KF message of an error: its own when it has one, else KF601."""
     text = str(err).strip()
+    missing = (getattr(err, "name", None) or "").split(".")[0] if isinstance(err, ModuleNotFoundError) else ""
+    if missing in EXTRA_OF_MODULE:
+        return Errors.KF600.format(command=command or "", extra=EXTRA_OF_MODULE[missing], module=missing)
     if text.startswith("[KF"):
         return text
     if not text:
@@ -111,31 +103,17 @@ def _command_name(args: Sequence[str]) -> Optional[str]:
     return next((arg for arg in args if not arg.startswith("-")), None)
 
 
-def _register_commands(command: Optional[str] = None) -> None:
-    """Import the module of ``command`` (every command module when None or
-    unknown), which registers its commands on ``app``."""
-    module = COMMAND_MODULES.get(command or "")
-    if module is not None:
-        _import_command_module(module)
-        return
-    for info in pkgutil.iter_modules(__path__):
-        if not info.name.startswith("_"):
-            _import_command_module(info.name)
-
-
-def _import_command_module(module: str) -> None:
-    if module in _registered:
-        return
+def _import_optional_command_module(module: str) -> None:
+    """Import a command module that needs an optional extra; without the
+    extra, register its commands as ones that say which extra to install."""
     try:
         importlib.import_module(f"{__name__}.{module}")
     except ModuleNotFoundError as err:
         missing = (err.name or "").split(".")[0]
         if missing not in EXTRA_OF_MODULE:
             raise
-        names = [name for name, mod in COMMAND_MODULES.items() if mod == module] or [module.replace("_", "-")]
-        for name in names:
+        for name in OPTIONAL_COMMAND_MODULES[module]:
             _add_stub(name, EXTRA_OF_MODULE[missing], missing)
-    _registered[module] = True
 
 
 def _add_stub(name: str, extra: str, missing: str) -> None:
@@ -151,5 +129,24 @@ def _add_stub(name: str, extra: str, missing: str) -> None:
         context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
     )(stub)
 
+
+# Every command module registers its commands on ``app`` when imported.
+from . import (  # noqa: E402,F401
+    analyze,
+    apply,
+    convert,
+    extend,
+    filter_extension,
+    init_config,
+    merge_labels,
+    pseudo_label,
+    quantize,
+    report,
+    sample,
+    tune_threshold,
+)
+
+for _module in OPTIONAL_COMMAND_MODULES:
+    _import_optional_command_module(_module)
 
 __all__ = ["app", "error_message", "main"]

@@ -1,5 +1,6 @@
 """``knowfree analyze heatmap|tsne|render``: the paper's analysis figures for
 a trained pipeline and its data (appendices B and C) and displaCy HTML."""
+
 import random
 from enum import Enum
 from pathlib import Path
@@ -8,17 +9,15 @@ from typing import Dict, List, Optional
 import spacy
 import srsly
 import typer
-from spacy.tokens import DocBin
 from wasabi import msg
 
-from ..errors import Errors
 from ..docbin_io import read_docbin
+from ..errors import Errors
 from ..pipeline_inputs import load_pipeline
 from ._app import app
 
 analyze_app = typer.Typer(
-    help="Analysis: extension-label logit heatmap, t-SNE of sentence embeddings, "
-    "displaCy rendering of predictions.",
+    help="Analysis: extension-label logit heatmap, t-SNE of sentence embeddings, displaCy rendering of predictions.",
     no_args_is_help=True,
 )
 app.add_typer(analyze_app, name="analyze")
@@ -64,11 +63,21 @@ def _parse_sets(values: List[str]) -> Dict[str, Path]:
 @analyze_app.command("heatmap")
 def heatmap_cli(
     model: Path = typer.Argument(..., exists=True, file_okay=False, help="Trained pipeline directory."),
-    data: Path = typer.Argument(..., exists=True, dir_okay=False, help="Evaluation .spacy DocBin (e.g. the test split)."),
+    data: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="Evaluation .spacy DocBin (e.g. the test split)."
+    ),
     output: Path = typer.Argument(..., dir_okay=False, help="Image to write (PNG, or SVG/PDF by suffix)."),
-    positions: Positions = typer.Option(Positions.predicted, "--positions", help="Average at the predicted target spans (the paper's figure 6) or at the gold spans."),
-    top: int = typer.Option(40, "--top", min=1, help="Show the extension labels varying most across the target labels; the JSON keeps all."),
-    component: Optional[str] = typer.Option(None, "--component", help="Name of the knowfree component (default: the first)."),
+    positions: Positions = typer.Option(
+        Positions.predicted,
+        "--positions",
+        help="Average at the predicted target spans (the paper's figure 6) or at the gold spans.",
+    ),
+    top: int = typer.Option(
+        40, "--top", min=1, help="Show the extension labels varying most across the target labels; the JSON keeps all."
+    ),
+    component: Optional[str] = typer.Option(
+        None, "--component", help="Name of the knowfree component (default: the first)."
+    ),
 ) -> None:
     """Heatmap of the mean extension-label logits at each target label's spans
     (paper, appendix C); the numbers go to OUTPUT with a .json suffix."""
@@ -84,8 +93,7 @@ def heatmap_cli(
     json_path = output.with_suffix(".json")
     srsly.write_json(json_path, table.to_dict())
     counts = ", ".join(f"{label} {n}" for label, n in zip(table.target_labels, table.counts))
-    msg.good(f"Wrote {output} ({len(shown)} of {len(table.extension_labels)} extension labels) "
-             f"and {json_path}")
+    msg.good(f"Wrote {output} ({len(shown)} of {len(table.extension_labels)} extension labels) and {json_path}")
     msg.text(f"{table.positions} spans per target label: {counts}")
     for reason, n in table.skipped.items():
         msg.warn(f"{n} gold span(s) left out: {reason}")
@@ -94,11 +102,23 @@ def heatmap_cli(
 @analyze_app.command("tsne")
 def tsne_cli(
     output: Path = typer.Argument(..., dir_okay=False, help="Image to write (PNG, or SVG/PDF by suffix)."),
-    sets: List[str] = typer.Argument(..., help="Doc sets as NAME=PATH.spacy, e.g. train=train.spacy test=test.spacy synthetic=synthetic.spacy."),
-    reference: str = typer.Option("test", "--reference", help="Set whose nearest-neighbour coverage by the other sets is measured."),
-    embedding_model: Optional[str] = typer.Option(None, "--embedding-model", help="sentence-transformers model name or path (default: the offline all-MiniLM-L6-v2 package; a Chinese model such as text2vec is closer to the paper)."),
-    max_per_set: int = typer.Option(1000, "--max-per-set", min=1, help="Seeded random sample of at most this many sentences per set."),
-    perplexity: float = typer.Option(30.0, "--perplexity", help="t-SNE perplexity (lowered automatically for small sets)."),
+    sets: List[str] = typer.Argument(
+        ..., help="Doc sets as NAME=PATH.spacy, e.g. train=train.spacy test=test.spacy synthetic=synthetic.spacy."
+    ),
+    reference: str = typer.Option(
+        "test", "--reference", help="Set whose nearest-neighbour coverage by the other sets is measured."
+    ),
+    embedding_model: Optional[str] = typer.Option(
+        None,
+        "--embedding-model",
+        help="sentence-transformers model name or path (default: the offline all-MiniLM-L6-v2 package; a Chinese model such as text2vec is closer to the paper).",
+    ),
+    max_per_set: int = typer.Option(
+        1000, "--max-per-set", min=1, help="Seeded random sample of at most this many sentences per set."
+    ),
+    perplexity: float = typer.Option(
+        30.0, "--perplexity", help="t-SNE perplexity (lowered automatically for small sets)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampling and of t-SNE."),
 ) -> None:
     """t-SNE map of the sentence embeddings of several doc sets (paper,
@@ -114,13 +134,14 @@ def tsne_cli(
     texts = {}
     vocab = spacy.blank("xx").vocab
     for name, path in paths.items():
-        sentences = [doc.text for doc in DocBin().from_disk(path).get_docs(vocab) if doc.text.strip()]
+        sentences = [doc.text for doc in read_docbin(path, vocab, allow_empty=True) if doc.text.strip()]
         if not sentences:  # e.g. synthesis kept nothing: map the other sets
             msg.warn(f"No sentences in {path}: set '{name}' is left out of the map")
         texts[name] = rng.sample(sentences, max_per_set) if len(sentences) > max_per_set else sentences
     try:
-        embedding_map = build_embedding_map(texts, reference=reference, model=embedding_model,
-                                            perplexity=perplexity, seed=seed)
+        embedding_map = build_embedding_map(
+            texts, reference=reference, model=embedding_model, perplexity=perplexity, seed=seed
+        )
     except (ValueError, OSError) as err:
         msg.fail(str(err), exits=1)
     plot_embedding_map(embedding_map, output)
@@ -128,20 +149,27 @@ def tsne_cli(
     srsly.write_json(json_path, embedding_map.to_dict())
     msg.good(f"Wrote {output} and {json_path}")
     if embedding_map.coverage:
-        msg.table([(name, f"{value:.3f}") for name, value in embedding_map.coverage.items()],
-                  header=(f"{reference} covered by", "mean nearest cosine"), divider=True,
-                  aligns=("l", "r"))
+        msg.table(
+            [(name, f"{value:.3f}") for name, value in embedding_map.coverage.items()],
+            header=(f"{reference} covered by", "mean nearest cosine"),
+            divider=True,
+            aligns=("l", "r"),
+        )
 
 
 @analyze_app.command("render")
 def render_cli(
     model: Path = typer.Argument(..., exists=True, file_okay=False, help="Trained pipeline directory."),
-    data: Path = typer.Argument(..., exists=True, dir_okay=False, help=".spacy DocBin to predict on (gold and extension spans are shown too)."),
+    data: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help=".spacy DocBin to predict on (gold and extension spans are shown too)."
+    ),
     output: Path = typer.Argument(..., dir_okay=False, help="HTML file to write."),
     limit: int = typer.Option(30, "--limit", min=1, help="Render the first LIMIT docs."),
     gold: bool = typer.Option(True, "--gold/--no-gold", help="Show the gold spans under the predictions."),
     extensions: bool = typer.Option(True, "--extensions/--no-extensions", help="Show the docs' extension spans."),
-    component: Optional[str] = typer.Option(None, "--component", help="Name of the knowfree component (default: the first)."),
+    component: Optional[str] = typer.Option(
+        None, "--component", help="Name of the knowfree component (default: the first)."
+    ),
 ) -> None:
     """displaCy span rendering of the pipeline's predictions (HTML)."""
     from ..analysis import render_predictions
@@ -149,9 +177,15 @@ def render_cli(
     nlp = _load_pipeline(model)
     docs = _read_docs(data, nlp.vocab)
     try:
-        page = render_predictions(nlp, docs, component=component, gold=gold,
-                                  extensions=extensions, limit=limit,
-                                  title=f"{model} on {data.name}")
+        page = render_predictions(
+            nlp,
+            docs,
+            component=component,
+            gold=gold,
+            extensions=extensions,
+            limit=limit,
+            title=f"{model} on {data.name}",
+        )
     except ValueError as err:
         msg.fail(str(err), exits=1)
     output.parent.mkdir(parents=True, exist_ok=True)

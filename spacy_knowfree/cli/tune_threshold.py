@@ -1,5 +1,6 @@
 """``knowfree tune-threshold``: pick the decoding threshold of a trained
 knowfree component on dev data, and optionally save the pipeline with it."""
+
 from pathlib import Path
 from typing import Optional
 
@@ -16,14 +17,24 @@ from ._app import app
 
 @app.command("tune-threshold")
 def tune_threshold_cli(
-    model_path: Path = typer.Argument(..., exists=True, file_okay=False, help="Trained pipeline with a knowfree component (e.g. training/model-best)."),
-    dev_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Dev .spacy DocBin with gold spans (not the test split)."),
-    output_path: Optional[Path] = typer.Option(None, "--output", "-o", file_okay=False, help="Save the pipeline here with the best threshold."),
-    component_name: Optional[str] = typer.Option(None, "--component", help="Name of the knowfree component (default: the first)."),
+    model_path: Path = typer.Argument(
+        ..., exists=True, file_okay=False, help="Trained pipeline with a knowfree component (e.g. training/model-best)."
+    ),
+    dev_path: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="Dev .spacy DocBin with gold spans (not the test split)."
+    ),
+    output_path: Optional[Path] = typer.Option(
+        None, "--output", "-o", file_okay=False, help="Save the pipeline here with the best threshold."
+    ),
+    component_name: Optional[str] = typer.Option(
+        None, "--component", help="Name of the knowfree component (default: the first)."
+    ),
     low: float = typer.Option(0.05, "--min", help="Lowest threshold tried."),
     high: float = typer.Option(0.95, "--max", help="Highest threshold tried."),
     step: float = typer.Option(0.05, "--step", help="Step between thresholds."),
-    json_path: Optional[Path] = typer.Option(None, "--json", dir_okay=False, help="Write every threshold's P/R/F as JSON."),
+    json_path: Optional[Path] = typer.Option(
+        None, "--json", dir_okay=False, help="Write every threshold's P/R/F as JSON."
+    ),
     gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU to predict on (-1: CPU)."),
 ) -> None:
     """Sweep the span-probability threshold of a knowfree component on dev
@@ -41,15 +52,26 @@ def tune_threshold_cli(
     except (OSError, ValueError) as err:
         msg.fail(str(err), exits=1)
     best = sweep.best
-    rows = [(f"{s.threshold:.2f}", f"{100 * s.p:.2f}", f"{100 * s.r:.2f}", f"{100 * s.f:.2f}", s.n_predicted,
-             "best" if s is best else ("current" if abs(s.threshold - sweep.current) < 1e-9 else ""))
-            for s in sweep.scores]
-    msg.table(rows, header=("threshold", "P", "R", "F", "spans", ""), divider=True,
-              aligns=("r", "r", "r", "r", "r", "l"))
+    rows = [
+        (
+            f"{s.threshold:.2f}",
+            f"{100 * s.p:.2f}",
+            f"{100 * s.r:.2f}",
+            f"{100 * s.f:.2f}",
+            s.n_predicted,
+            "best" if s is best else ("current" if abs(s.threshold - sweep.current) < 1e-9 else ""),
+        )
+        for s in sweep.scores
+    ]
+    msg.table(
+        rows, header=("threshold", "P", "R", "F", "spans", ""), divider=True, aligns=("r", "r", "r", "r", "r", "l")
+    )
     current = sweep.at(sweep.current)
     was = f" (current {sweep.current:.2f}: F {100 * current.f:.2f})" if current else f" (current {sweep.current:.2f})"
-    msg.good(f"Best threshold of '{component.name}' on {sweep.n_docs} dev docs ({sweep.n_gold} gold spans): "
-             f"{best.threshold:.2f}, F {100 * best.f:.2f}{was}")
+    msg.good(
+        f"Best threshold of '{component.name}' on {sweep.n_docs} dev docs ({sweep.n_gold} gold spans): "
+        f"{best.threshold:.2f}, F {100 * best.f:.2f}{was}"
+    )
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         srsly.write_json(json_path, sweep.to_dict())

@@ -4,6 +4,7 @@
 right reader and options; MSR and PKU are split by line range of their gold
 test files (see :data:`.sighan.SIGHAN_SPLITS` and the datasets README).
 """
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -14,7 +15,7 @@ from spacy.vocab import Vocab
 from ..errors import Errors
 from .conll import read_conll
 from .conllu import read_conllu
-from .docs import DEFAULT_SPANS_KEY, PathLike, ReadStats
+from .docs import TARGET_SPANS_KEY, PathLike, ReadStats
 from .sighan import SIGHAN_SPLITS, read_sighan
 
 
@@ -32,29 +33,37 @@ class Benchmark:
 
 BENCHMARKS: Dict[str, Benchmark] = {
     "weibo": Benchmark(
-        "ner", "conll",
+        "ner",
+        "conll",
         {s: f"weibo/weiboNER_2nd_conll.{s}" for s in ("train", "dev", "test")},
         {"sep": "\t", "scheme": "bio", "token_format": "char-index"},
     ),
     "resume": Benchmark(
-        "ner", "conll",
+        "ner",
+        "conll",
         {s: f"resume/{s}.char.bmes" for s in ("train", "dev", "test")},
         {"sep": " ", "scheme": "bmes"},
     ),
     "msr": Benchmark(
-        "cws", "sighan", {s: "msr/msr_test_gold.utf8" for s in SIGHAN_SPLITS["msr"]},
+        "cws",
+        "sighan",
+        {s: "msr/msr_test_gold.utf8" for s in SIGHAN_SPLITS["msr"]},
         lines=SIGHAN_SPLITS["msr"],
     ),
     "pku": Benchmark(
-        "cws", "sighan", {s: "pku/pku_test_gold.utf8" for s in SIGHAN_SPLITS["pku"]},
+        "cws",
+        "sighan",
+        {s: "pku/pku_test_gold.utf8" for s in SIGHAN_SPLITS["pku"]},
         lines=SIGHAN_SPLITS["pku"],
     ),
     "ud_zh": Benchmark(
-        "pos", "conllu",
+        "pos",
+        "conllu",
         {s: f"ud_zh/gsd_v1.4/zh-ud-{s}.conllu" for s in ("train", "dev", "test")},
     ),
     "ud_zh_v2": Benchmark(
-        "pos", "conllu",
+        "pos",
+        "conllu",
         {s: f"ud_zh/gsdsimp_v2/zh_gsdsimp-ud-{s}.conllu" for s in ("dev", "test")},
     ),
 }
@@ -75,7 +84,7 @@ def read_benchmark(
     datasets_dir: PathLike,
     vocab: Optional[Vocab] = None,
     *,
-    spans_key: str = DEFAULT_SPANS_KEY,
+    spans_key: str = TARGET_SPANS_KEY,
     set_ents: bool = True,
     stats: Optional[ReadStats] = None,
     warn: bool = True,
@@ -90,7 +99,7 @@ def read_benchmark(
     """
     path = benchmark_path(name, split, datasets_dir)
     bench = BENCHMARKS[name]
-    common = {"spans_key": spans_key, "set_ents": set_ents, "stats": stats}
+    common: Dict[str, Any] = {"spans_key": spans_key, "set_ents": set_ents, "stats": stats}
     if bench.format == "conll":
         return read_conll(path, vocab, warn=warn, **bench.options, **common)
     if bench.format == "sighan":

@@ -5,6 +5,7 @@ sentences (Weibo NER: ``CHAR+INDEX<TAB>BIO``; Resume NER: ``CHAR<SPACE>BMES``).
 Tags are chunked conlleval-style (see :mod:`.tags`); repairs of ill-formed
 sequences are counted and reported, never made silently.
 """
+
 import re
 from typing import List, Optional, Tuple
 
@@ -13,9 +14,15 @@ from spacy.vocab import Vocab
 
 from ..errors import Errors, Warnings
 from .docs import (
-    DEFAULT_SPANS_KEY, PathLike, ReadStats, iter_lines, make_doc, merge_stats, warn_repairs,
+    TARGET_SPANS_KEY,
+    PathLike,
+    ReadStats,
+    iter_lines,
+    make_doc,
+    merge_stats,
+    warn_repairs,
 )
-from .tags import REPAIR_END, REPAIR_START, SCHEMES, scheme_prefixes, chunk_tags, detect_scheme, split_tag
+from .tags import REPAIR_END, REPAIR_START, SCHEMES, chunk_tags, detect_scheme, scheme_prefixes, split_tag
 
 TOKEN_FORMATS = ("plain", "char-index")
 _CHAR_INDEX = re.compile(r"^(\ufffd+|.)([0-9]+)$", re.DOTALL)
@@ -44,7 +51,7 @@ def read_conll(
     token_column: int = 0,
     tag_column: int = -1,
     token_format: str = "plain",
-    spans_key: str = DEFAULT_SPANS_KEY,
+    spans_key: str = TARGET_SPANS_KEY,
     set_ents: bool = True,
     stats: Optional[ReadStats] = None,
     warn: bool = True,
@@ -84,8 +91,9 @@ def read_conll(
         for (line, _, tag), (prefix, _) in zip(sent, sent_pairs):
             if prefix not in allowed:
                 raise ValueError(
-                    Errors.KF103.format(where=f"{path}:{line}", tag=tag, scheme=scheme,
-                                        prefixes=", ".join(SCHEMES[scheme]))
+                    Errors.KF103.format(
+                        where=f"{path}:{line}", tag=tag, scheme=scheme, prefixes=", ".join(SCHEMES[scheme])
+                    )
                 )
         words = [_token(path, line, token, token_format) for line, token, _ in sent]
         spans, repairs = chunk_tags(sent_pairs, scheme)
@@ -110,14 +118,11 @@ def _token(path: PathLike, line: int, token: str, token_format: str) -> str:
 
 
 _KF101_HINT = (
-    "Every token line must have as many columns as the first one; check the "
-    "column separator (--sep) or fix this line."
+    "Every token line must have as many columns as the first one; check the column separator (--sep) or fix this line."
 )
 
 
-def _read_sentences(
-    path: PathLike, sep: Optional[str], token_column: int, tag_column: int
-) -> List[_Sentence]:
+def _read_sentences(path: PathLike, sep: Optional[str], token_column: int, tag_column: int) -> List[_Sentence]:
     sentences: List[_Sentence] = []
     current: _Sentence = []
     n_columns = 0
@@ -136,18 +141,30 @@ def _read_sentences(
             n_columns = len(fields)
             if n_columns < 2:
                 raise ValueError(
-                    Errors.KF101.format(path=path, line=line_no, expected="2 or more",
-                                        sep=repr(sep), found=n_columns, text=line, hint=_KF101_HINT)
+                    Errors.KF101.format(
+                        path=path,
+                        line=line_no,
+                        expected="2 or more",
+                        sep=repr(sep),
+                        found=n_columns,
+                        text=line,
+                        hint=_KF101_HINT,
+                    )
                 )
             for column in (token_column, tag_column):
                 if not -n_columns <= column < n_columns:
-                    raise ValueError(
-                        Errors.KF123.format(path=path, column=column, n=n_columns)
-                    )
+                    raise ValueError(Errors.KF123.format(path=path, column=column, n=n_columns))
         if len(fields) != n_columns:
             raise ValueError(
-                Errors.KF101.format(path=path, line=line_no, expected=n_columns,
-                                    sep=repr(sep), found=len(fields), text=line, hint=_KF101_HINT)
+                Errors.KF101.format(
+                    path=path,
+                    line=line_no,
+                    expected=n_columns,
+                    sep=repr(sep),
+                    found=len(fields),
+                    text=line,
+                    hint=_KF101_HINT,
+                )
             )
         token, tag = fields[token_column], fields[tag_column].strip()
         if not token:

@@ -5,6 +5,7 @@ characters of its FORM; the Doc text is the concatenation of the FORMs, one
 token per character. Comment lines, multi-word token lines (``1-2``) and
 empty nodes (``1.1``) are skipped.
 """
+
 import re
 from typing import List, Optional, Tuple
 
@@ -12,7 +13,7 @@ from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
 from ..errors import Errors
-from .docs import DEFAULT_SPANS_KEY, PathLike, ReadStats, iter_lines, make_doc, merge_stats
+from .docs import TARGET_SPANS_KEY, PathLike, ReadStats, iter_lines, make_doc, merge_stats
 
 TAG_FIELDS = {"upos": 3, "xpos": 4}
 _RANGE_OR_EMPTY = re.compile(r"^[0-9]+(-[0-9]+|\.[0-9]+)$")
@@ -34,7 +35,7 @@ def read_conllu(
     *,
     tag_field: str = "upos",
     space_after: bool = False,
-    spans_key: str = DEFAULT_SPANS_KEY,
+    spans_key: str = TARGET_SPANS_KEY,
     set_ents: bool = True,
     stats: Optional[ReadStats] = None,
 ) -> List[Doc]:
@@ -75,8 +76,9 @@ def read_conllu(
         fields = line.split("\t")
         if len(fields) != 10:
             raise ValueError(
-                Errors.KF101.format(path=path, line=line_no, expected=10, sep="TAB",
-                                    found=len(fields), text=line, hint=_KF101_HINT)
+                Errors.KF101.format(
+                    path=path, line=line_no, expected=10, sep="TAB", found=len(fields), text=line, hint=_KF101_HINT
+                )
             )
         word_id, form, tag = fields[0], fields[1], fields[column]
         if not word_id.isdigit():
@@ -86,18 +88,14 @@ def read_conllu(
         if not form:
             raise ValueError(Errors.KF107.format(path=path, line=line_no, text=line))
         if tag in ("", "_"):
-            raise ValueError(
-                Errors.KF117.format(path=path, line=line_no, field=tag_field.upper(), form=form)
-            )
+            raise ValueError(Errors.KF117.format(path=path, line=line_no, field=tag_field.upper(), form=form))
         words.append((line_no, form, tag, fields[9]))
     flush()
     merge_stats(stats, local)
     return docs
 
 
-def _sentence_doc(
-    vocab: Vocab, words: List[_Word], space_after: bool, spans_key: str, set_ents: bool
-) -> Doc:
+def _sentence_doc(vocab: Vocab, words: List[_Word], space_after: bool, spans_key: str, set_ents: bool) -> Doc:
     chars: List[str] = []
     spaces: List[bool] = []
     spans = []

@@ -1,5 +1,6 @@
 """Shared helpers of the converters: building character-tokenized Docs with
 spans, reading text files line by line, and counting what was read."""
+
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,10 +10,8 @@ from spacy.tokens import Doc, Span
 from spacy.vocab import Vocab
 from wasabi import msg
 
+from ..constants import EXTENSION_SPANS_KEY, TARGET_SPANS_KEY
 from ..errors import Errors
-
-DEFAULT_SPANS_KEY = "sc"
-EXTENSION_SPANS_KEY = "knowfree_ext"
 
 # (start, end, label) in token offsets, end exclusive
 SpanTuple = Tuple[int, int, str]
@@ -35,9 +34,7 @@ class ReadStats:
     repairs: Counter = field(default_factory=Counter)
     repair_lines: Dict[str, List[Tuple[str, int]]] = field(default_factory=dict)
 
-    def add_doc(
-        self, doc: Doc, spans_key: str = DEFAULT_SPANS_KEY, extension_key: str = EXTENSION_SPANS_KEY
-    ) -> None:
+    def add_doc(self, doc: Doc, spans_key: str = TARGET_SPANS_KEY, extension_key: str = EXTENSION_SPANS_KEY) -> None:
         """Count one document, its target and its extension spans."""
         self.docs += 1
         self.tokens += len(doc)
@@ -90,7 +87,7 @@ def iter_lines(path: PathLike) -> Iterator[Tuple[int, str]]:
         try:
             for i, line in enumerate(file_, start=1):
                 if i == 1 and line.startswith(BOM):
-                    line = line[len(BOM):]
+                    line = line[len(BOM) :]
                 if line.endswith("\n"):
                     line = line[:-1]
                 if line.endswith("\r"):
@@ -116,7 +113,7 @@ def make_doc(
     spans: Iterable[SpanTuple] = (),
     *,
     spaces: Union[None, bool, Sequence[bool]] = None,
-    spans_key: str = DEFAULT_SPANS_KEY,
+    spans_key: str = TARGET_SPANS_KEY,
     extension_spans: Optional[Iterable[SpanTuple]] = None,
     extension_key: str = EXTENSION_SPANS_KEY,
     set_ents: bool = True,

@@ -8,6 +8,7 @@ are extension spans and go to ``doc.spans["knowfree_ext"]``. Nested entities
 are kept (in ``doc.spans`` only). A plain variant ``{"text": "a string",
 "spans": [{"start", "end", "label"}]}`` with character offsets is read too.
 """
+
 import json
 import re
 from pathlib import Path
@@ -19,8 +20,17 @@ from spacy.vocab import Vocab
 
 from ..errors import Errors, Warnings
 from .docs import (
-    DEFAULT_SPANS_KEY, EXTENSION_SPANS_KEY, PathLike, ReadStats, SpanTuple, doc_span_tuples,
-    iter_lines, make_doc, merge_stats, spans_overlap, warn_repairs,
+    EXTENSION_SPANS_KEY,
+    TARGET_SPANS_KEY,
+    PathLike,
+    ReadStats,
+    SpanTuple,
+    doc_span_tuples,
+    iter_lines,
+    make_doc,
+    merge_stats,
+    spans_overlap,
+    warn_repairs,
 )
 from .tags import REPAIR_END, REPAIR_START, spans_to_tags, tags_to_spans
 
@@ -53,7 +63,8 @@ def read_labels_file(path: PathLike) -> Tuple[List[str], List[str]]:
             raise ValueError(Errors.KF114.format(path=path, detail=str(err))) from None
     if not isinstance(data, dict):
         raise ValueError(Errors.KF114.format(path=path, detail=f"found a {type(data).__name__}"))
-    targets, extensions = [], []
+    targets: List[str] = []
+    extensions: List[str] = []
     for label, info in data.items():
         if label == "O":
             continue
@@ -64,7 +75,9 @@ def read_labels_file(path: PathLike) -> Tuple[List[str], List[str]]:
 
 
 def write_labels_file(
-    path: PathLike, targets: Iterable[str], extensions: Iterable[str] = (),
+    path: PathLike,
+    targets: Iterable[str],
+    extensions: Iterable[str] = (),
     counts: Optional[Dict[str, int]] = None,
 ) -> None:
     """Write a KnowFREE ``.json`` labels file (``O`` first, then the targets,
@@ -90,7 +103,7 @@ def read_jsonl(
     labels: Union[None, PathLike, Iterable[str]] = None,
     end_inclusive: bool = False,
     spaces: Optional[bool] = None,
-    spans_key: str = DEFAULT_SPANS_KEY,
+    spans_key: str = TARGET_SPANS_KEY,
     extension_key: str = EXTENSION_SPANS_KEY,
     set_ents: bool = True,
     stats: Optional[ReadStats] = None,
@@ -134,9 +147,16 @@ def read_jsonl(
         except ValueError as err:
             raise ValueError(Errors.KF108.format(path=path, line=line_no, err=err)) from None
         doc = record_to_doc(
-            record, vocab, targets=targets, end_inclusive=end_inclusive, spaces=spaces,
-            spans_key=spans_key, extension_key=extension_key, set_ents=set_ents,
-            where=(str(path), line_no), stats=local,
+            record,
+            vocab,
+            targets=targets,
+            end_inclusive=end_inclusive,
+            spaces=spaces,
+            spans_key=spans_key,
+            extension_key=extension_key,
+            set_ents=set_ents,
+            where=(str(path), line_no),
+            stats=local,
         )
         local.add_doc(doc, spans_key, extension_key)
         docs.append(doc)
@@ -153,7 +173,7 @@ def record_to_doc(
     targets: Optional[Set[str]] = None,
     end_inclusive: bool = False,
     spaces: Optional[bool] = None,
-    spans_key: str = DEFAULT_SPANS_KEY,
+    spans_key: str = TARGET_SPANS_KEY,
     extension_key: str = EXTENSION_SPANS_KEY,
     set_ents: bool = True,
     where: Tuple[str, int] = ("<record>", 1),
@@ -178,16 +198,18 @@ def record_to_doc(
     if entities is None and record.get("label") is not None:
         spans = _spans_from_tags(record["label"], tokens, path, line, stats)
     else:
-        spans = [
-            _entity_span(entity, i, tokens, end_inclusive, path, line)
-            for i, entity in enumerate(entities or [])
-        ]
+        spans = [_entity_span(entity, i, tokens, end_inclusive, path, line) for i, entity in enumerate(entities or [])]
     if targets is None:
         return make_doc(vocab, tokens, spans, spaces=use_spaces, spans_key=spans_key, set_ents=set_ents)
     return make_doc(
-        vocab, tokens, [s for s in spans if s[2] in targets], spaces=use_spaces,
-        spans_key=spans_key, extension_spans=[s for s in spans if s[2] not in targets],
-        extension_key=extension_key, set_ents=set_ents,
+        vocab,
+        tokens,
+        [s for s in spans if s[2] in targets],
+        spaces=use_spaces,
+        spans_key=spans_key,
+        extension_spans=[s for s in spans if s[2] not in targets],
+        extension_key=extension_key,
+        set_ents=set_ents,
     )
 
 
@@ -195,9 +217,7 @@ def _looks_spaced(tokens: Sequence[str]) -> bool:
     return any(len(token) > 1 and _LATIN.search(token) for token in tokens)
 
 
-def _spans_from_tags(
-    tags: Any, tokens: List[str], path: str, line: int, stats: Optional[ReadStats]
-) -> List[SpanTuple]:
+def _spans_from_tags(tags: Any, tokens: List[str], path: str, line: int, stats: Optional[ReadStats]) -> List[SpanTuple]:
     if not isinstance(tags, list) or len(tags) != len(tokens):
         n = len(tags) if isinstance(tags, list) else type(tags).__name__
         raise ValueError(Errors.KF113.format(path=path, line=line, got=n, n=len(tokens)))
@@ -208,14 +228,19 @@ def _spans_from_tags(
     return spans
 
 
-def _entity_span(
-    entity: Any, index: int, tokens: List[str], end_inclusive: bool, path: str, line: int
-) -> SpanTuple:
+def _entity_span(entity: Any, index: int, tokens: List[str], end_inclusive: bool, path: str, line: int) -> SpanTuple:
     if not isinstance(entity, dict):
         raise ValueError(Errors.KF110.format(path=path, line=line, index=index, entity=entity))
     label = next((entity[k] for k in _LABEL_KEYS if k in entity), None)
     start, end = entity.get("start"), entity.get("end")
-    if not (isinstance(label, str) and label and _is_int(start) and _is_int(end)):
+    if not (
+        isinstance(label, str)
+        and label
+        and isinstance(start, int)
+        and isinstance(end, int)
+        and not isinstance(start, bool)
+        and not isinstance(end, bool)
+    ):
         raise ValueError(Errors.KF110.format(path=path, line=line, index=index, entity=entity))
     stop = end + 1 if end_inclusive else end
     other_stop = end if end_inclusive else end + 1
@@ -226,23 +251,34 @@ def _entity_span(
         if 0 <= start < other_stop <= n:
             hint = f" The offsets fit the other end convention: read the file with {other_flag}."
         raise ValueError(
-            Errors.KF111.format(path=path, line=line, label=label, start=start, end=end,
-                                n=n, convention="inclusive" if end_inclusive else "exclusive",
-                                hint=hint)
+            Errors.KF111.format(
+                path=path,
+                line=line,
+                label=label,
+                start=start,
+                end=end,
+                n=n,
+                convention="inclusive" if end_inclusive else "exclusive",
+                hint=hint,
+            )
         )
     if "text" in entity and not _same_text(entity["text"], tokens[start:stop]):
         hint = ""
         if _same_text(entity["text"], tokens[start:other_stop]):
             hint = f" The text matches the other end convention: read the file with {other_flag}."
         raise ValueError(
-            Errors.KF112.format(path=path, line=line, label=label, start=start, end=end,
-                                got=tokens[start:stop], expected=entity["text"], hint=hint)
+            Errors.KF112.format(
+                path=path,
+                line=line,
+                label=label,
+                start=start,
+                end=end,
+                got=tokens[start:stop],
+                expected=entity["text"],
+                hint=hint,
+            )
         )
     return (start, stop, label)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _same_text(expected: Any, tokens: List[str]) -> bool:
@@ -254,7 +290,7 @@ def _same_text(expected: Any, tokens: List[str]) -> bool:
 def doc_to_record(
     doc: Doc,
     *,
-    spans_key: str = DEFAULT_SPANS_KEY,
+    spans_key: str = TARGET_SPANS_KEY,
     extension_key: str = EXTENSION_SPANS_KEY,
     include_extension: bool = True,
     end_inclusive: bool = False,
@@ -286,7 +322,7 @@ def write_jsonl(
     path: PathLike,
     docs: Iterable[Doc],
     *,
-    spans_key: str = DEFAULT_SPANS_KEY,
+    spans_key: str = TARGET_SPANS_KEY,
     extension_key: str = EXTENSION_SPANS_KEY,
     include_extension: bool = True,
     end_inclusive: bool = False,
@@ -298,8 +334,11 @@ def write_jsonl(
     with Path(path).open("w", encoding="utf8") as file_:
         for doc in docs:
             record = doc_to_record(
-                doc, spans_key=spans_key, extension_key=extension_key,
-                include_extension=include_extension, end_inclusive=end_inclusive,
+                doc,
+                spans_key=spans_key,
+                extension_key=extension_key,
+                include_extension=include_extension,
+                end_inclusive=end_inclusive,
                 with_tags=with_tags,
             )
             file_.write(json.dumps(record, ensure_ascii=False) + "\n")

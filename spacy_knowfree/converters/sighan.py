@@ -4,13 +4,14 @@ words separated by two (sometimes one or three) spaces, CRLF line endings.
 Each word becomes one ``WORD`` span over its characters; B/M/E/S tags can be
 derived with :func:`.tags.spans_to_tags` (scheme ``"bmes"``).
 """
+
 from typing import List, Optional, Tuple
 
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
 from ..errors import Errors
-from .docs import DEFAULT_SPANS_KEY, PathLike, ReadStats, iter_lines, make_doc, merge_stats
+from .docs import TARGET_SPANS_KEY, PathLike, ReadStats, iter_lines, make_doc, merge_stats
 
 WORD_LABEL = "WORD"
 
@@ -28,7 +29,7 @@ def read_sighan(
     *,
     lines: Optional[Tuple[int, int]] = None,
     label: str = WORD_LABEL,
-    spans_key: str = DEFAULT_SPANS_KEY,
+    spans_key: str = TARGET_SPANS_KEY,
     set_ents: bool = True,
     stats: Optional[ReadStats] = None,
 ) -> List[Doc]:

@@ -7,6 +7,7 @@ and where the type changes. Chunks that need such a start are reported as
 ``REPAIR_START`` repairs; in BIOES/BMES, chunks that end without ``E-``/``S-``
 are reported as ``REPAIR_END`` repairs.
 """
+
 from typing import Iterable, List, Optional, Sequence, Tuple
 
 from ..errors import Errors
@@ -98,8 +99,9 @@ def tags_to_spans(
     for i, (prefix, _) in enumerate(pairs):
         if prefix not in allowed:
             raise ValueError(
-                Errors.KF103.format(where=f"{where}, token {i}", tag=tags[i], scheme=scheme,
-                                    prefixes=", ".join(SCHEMES[scheme]))
+                Errors.KF103.format(
+                    where=f"{where}, token {i}", tag=tags[i], scheme=scheme, prefixes=", ".join(SCHEMES[scheme])
+                )
             )
     return chunk_tags(pairs, scheme)
 

@@ -7,6 +7,7 @@ With ``split_sentences`` each document is cut into sentences after 。！？!?
 and after ``.`` followed by whitespace (closing quotes and brackets stay with
 their sentence); nothing is ever truncated.
 """
+
 import json
 import re
 from dataclasses import dataclass
@@ -26,9 +27,7 @@ TEXT_FORMATS = ("auto", "lines", "jsonl")
 JSONL_SUFFIXES = (".jsonl", ".json")
 
 _CLOSERS = "”’\"'）)】」』》〉]}»›"
-_SENTENCE_END = re.compile(
-    rf"(?:[。！？!?]+|\.+(?=[{re.escape(_CLOSERS)}]*(?:\s|$)))[{re.escape(_CLOSERS)}]*|\n"
-)
+_SENTENCE_END = re.compile(rf"(?:[。！？!?]+|\.+(?=[{re.escape(_CLOSERS)}]*(?:\s|$)))[{re.escape(_CLOSERS)}]*|\n")
 _COMPRESSED = {
     b"\x1f\x8b": "gzip-compressed data: gunzip it first",
     b"PK\x03\x04": "a zip archive: unzip it first",
@@ -70,7 +69,7 @@ def split_sentences(text: str) -> List[str]:
     sentences = []
     start = 0
     for match in _SENTENCE_END.finditer(text):
-        sentences.append(text[start:match.end()].strip())
+        sentences.append(text[start : match.end()].strip())
         start = match.end()
     sentences.append(text[start:].strip())
     return [sentence for sentence in sentences if sentence]
@@ -118,8 +117,7 @@ def read_text(
         KF129 (a JSONL line without a string text field), KF105 (format).
     """
     if text_format not in TEXT_FORMATS:
-        raise ValueError(Errors.KF105.format(what="text format", value=text_format,
-                                             options=", ".join(TEXT_FORMATS)))
+        raise ValueError(Errors.KF105.format(what="text format", value=text_format, options=", ".join(TEXT_FORMATS)))
     path = Path(path)
     nlp = _blank(lang, vocab)
     lines = _read_lines(path, text_field)
@@ -128,14 +126,13 @@ def read_text(
     stats = TextStats(records=len(lines), text_format=text_format)
     seen = set()
     docs = []
-    records = tqdm(lines, desc="Reading text", unit="line", leave=False,
-                   disable=not progress or len(lines) < 1000)
+    records = tqdm(lines, desc="Reading text", unit="line", leave=False, disable=not progress or len(lines) < 1000)
     for line_no, line in records:
         text = _record_text(path, line_no, line, text_field) if text_format == "jsonl" else line
         if text is None or not text.strip():
             stats.empty += 1
             continue
-        for unit in (split_sentences(text) if split else [text.strip()]):
+        for unit in split_sentences(text) if split else [text.strip()]:
             if dedup and unit in seen:
                 stats.duplicates += 1
                 continue
@@ -147,10 +144,15 @@ def read_text(
             stats.tokens += len(doc)
             stats.longest = max(stats.longest, len(unit))
     if not docs:
-        raise ValueError(Errors.KF128.format(
-            path=path, field=text_field,
-            detail=f"all {stats.records} line(s) are blank" if text_format == "lines"
-            else f"none of the {stats.records} line(s) has a non-empty '{text_field}'"))
+        raise ValueError(
+            Errors.KF128.format(
+                path=path,
+                field=text_field,
+                detail=f"all {stats.records} line(s) are blank"
+                if text_format == "lines"
+                else f"none of the {stats.records} line(s) has a non-empty '{text_field}'",
+            )
+        )
     return docs, stats
 
 
@@ -159,8 +161,9 @@ def _blank(lang: str, vocab: Optional[Vocab]) -> Language:
     try:
         return spacy.blank(lang, vocab=vocab if vocab is not None else True)
     except (ImportError, KeyError, ValueError):
-        raise ValueError(Errors.KF105.format(what="language", value=lang,
-                                             options="zh, en or another spaCy language code")) from None
+        raise ValueError(
+            Errors.KF105.format(what="language", value=lang, options="zh, en or another spaCy language code")
+        ) from None
 
 
 def _read_lines(path: Path, field: str) -> List[Tuple[int, str]]:
@@ -174,8 +177,7 @@ def _read_lines(path: Path, field: str) -> List[Tuple[int, str]]:
         raise ValueError(_undecodable(path, field)) from None
     for line_no, line in lines:
         if "\x00" in line:
-            raise ValueError(Errors.KF127.format(path=path, field=field,
-                                                 detail=f"line {line_no} holds NUL bytes"))
+            raise ValueError(Errors.KF127.format(path=path, field=field, detail=f"line {line_no} holds NUL bytes"))
     return lines
 
 
@@ -184,8 +186,9 @@ def _undecodable(path: Path, field: str) -> str:
     with path.open("rb") as file_:
         head = file_.read(_HEAD_BYTES)
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return Errors.KF126.format(path=path, line=1, encoding="UTF-16",
-                                   detail="it starts with a UTF-16 byte-order mark")
+        return Errors.KF126.format(
+            path=path, line=1, encoding="UTF-16", detail="it starts with a UTF-16 byte-order mark"
+        )
     binary = _binary_detail(head)
     if binary is not None:
         return Errors.KF127.format(path=path, field=field, detail=binary)
@@ -194,7 +197,7 @@ def _undecodable(path: Path, field: str) -> str:
             try:
                 raw.decode("utf8")
             except UnicodeDecodeError as err:
-                detail = f"{err.reason} at byte {err.start + 1} of the line: {raw[err.start:err.start + 4]!r}"
+                detail = f"{err.reason} at byte {err.start + 1} of the line: {raw[err.start : err.start + 4]!r}"
                 return Errors.KF126.format(path=path, line=line_no, encoding="GB18030", detail=detail)
     return Errors.KF126.format(path=path, line="?", encoding="GB18030", detail="undecodable bytes")
 
@@ -219,8 +222,9 @@ def _record_text(path: Path, line_no: int, line: str, field: str) -> Optional[st
     try:
         record = json.loads(line)
     except ValueError as err:
-        raise ValueError(Errors.KF129.format(path=path, line=line_no, field=field,
-                                             got=f"invalid JSON ({err})")) from None
+        raise ValueError(
+            Errors.KF129.format(path=path, line=line_no, field=field, got=f"invalid JSON ({err})")
+        ) from None
     text = record.get(field) if isinstance(record, dict) else None
     if not isinstance(text, str):
         if not isinstance(record, dict):

@@ -1,4 +1,5 @@
 """Thinc + PyTorch layers of the KnowFREE model."""
+
 from .char_ngram_embed import build_char_ngram_embed
 from .model import build_knowfree_model
 from .span_grid import span_grid_head

@@ -16,18 +16,23 @@ makes of CJK text, Latin letters and digits). A longer token (an English
 word from a word tokenizer, a number kept whole) gets the reserved key 0 for
 its n-gram features and so falls back to its ``attrs`` embeddings, as in
 ``MultiHashEmbed``.
+
+With ``word_boundaries = true`` each token also gets its place in the jieba
+word that holds it and that word's length (:mod:`.word_boundary`), hashed
+into one more table: lexicon knowledge in the input.
 """
+
 from typing import List, Sequence, Tuple, Union, cast
 
 import numpy
 from spacy.attrs import LENGTH, ORTH, intify_attr
 from spacy.tokens import Doc
 from spacy.util import registry
-from thinc.api import HashEmbed, Maxout, Model, chain, concatenate, list2ragged, ragged2list
-from thinc.api import with_array
+from thinc.api import HashEmbed, Maxout, Model, chain, concatenate, list2ragged, ragged2list, with_array
 from thinc.types import Floats2d, Ints2d, Ragged
 
 from ..errors import Errors
+from .word_boundary import word_boundary_keys
 
 # Keys past the edges of a doc (any fixed values; HashEmbed hashes them again).
 _BEFORE = numpy.uint64(0x5B3C1A2F3E4D5C6B)
@@ -46,9 +51,8 @@ def neighbour_keys(orth: numpy.ndarray, offset: int) -> numpy.ndarray:
     """The uint64 ORTH key ``offset`` tokens away from every token (``_BEFORE``
     before the first token, ``_AFTER`` past the last)."""
     pad = abs(offset)
-    padded = numpy.concatenate([[_BEFORE] * pad, orth.astype("uint64"),
-                                [_AFTER] * pad]).astype("uint64")
-    return padded[pad + offset:pad + offset + len(orth)]
+    padded = numpy.concatenate([[_BEFORE] * pad, orth.astype("uint64"), [_AFTER] * pad]).astype("uint64")
+    return padded[pad + offset : pad + offset + len(orth)]
 
 
 def ngram_keys(orth: numpy.ndarray, is_char: numpy.ndarray, trigrams: bool) -> numpy.ndarray:
@@ -68,9 +72,11 @@ def ngram_keys(orth: numpy.ndarray, is_char: numpy.ndarray, trigrams: bool) -> n
     return keys
 
 
-def char_ngram_features(attrs: Sequence[Union[str, int]], trigrams: bool
-                        ) -> Model[List[Doc], List[Ints2d]]:
-    """Docs -> per doc, uint64 keys: the ``attrs`` columns, then the n-gram columns."""
+def char_ngram_features(
+    attrs: Sequence[Union[str, int]], trigrams: bool, word_boundaries: bool = False
+) -> Model[List[Doc], List[Ints2d]]:
+    """Docs -> per doc, uint64 keys: the ``attrs`` columns, the n-gram columns,
+    then (``word_boundaries``) the word-boundary column."""
     attr_ids = [intify_attr(attr) for attr in attrs]
     lookup = [*attr_ids, ORTH, LENGTH]
 
@@ -80,12 +86,17 @@ def char_ngram_features(attrs: Sequence[Union[str, int]], trigrams: bool
             table = doc.to_array(lookup).astype("uint64").reshape((len(doc), len(lookup)))
             n = len(attr_ids)
             is_char = table[:, n + 1] == 1
-            keys = ngram_keys(table[:, n], is_char, trigrams)
-            output.append(model.ops.asarray(numpy.hstack([table[:, :n], keys]), dtype="uint64"))
-        return output, lambda d_output: []
+            columns = [table[:, :n], ngram_keys(table[:, n], is_char, trigrams)]
+            if word_boundaries:
+                columns.append(word_boundary_keys(doc)[:, None])
+            output.append(model.ops.asarray(numpy.hstack(columns), dtype="uint64"))  # type: ignore[arg-type]
+        return output, lambda d_output: []  # type: ignore[return-value]
 
-    return Model("char_ngram_features", forward, attrs={"attrs": list(attrs),
-                                                          "trigrams": trigrams})
+    return Model(
+        "char_ngram_features",
+        forward,
+        attrs={"attrs": list(attrs), "trigrams": trigrams, "word_boundaries": word_boundaries},
+    )
 
 
 @registry.architectures("spacy-knowfree.CharNgramEmbed.v1")
@@ -95,6 +106,8 @@ def build_char_ngram_embed(
     rows: List[int],
     ngram_rows: int = 20000,
     trigrams: bool = False,
+    word_boundaries: bool = False,
+    boundary_rows: int = 64,
 ) -> Model[List[Doc], List[Floats2d]]:
     """Hash embeddings of token attributes and character n-grams, mixed by a
     Maxout layer (the shape of spaCy's ``MultiHashEmbed``).
@@ -105,22 +118,32 @@ def build_char_ngram_embed(
     ngram_rows (int): rows of each n-gram table (left bigram, right bigram,
         and the trigram when ``trigrams``).
     trigrams (bool): also embed the trigram centred on each character.
+    word_boundaries (bool): also embed each token's place in its jieba word
+        (B/M/E/S) and the word's length bucket (:mod:`.word_boundary`).
+    boundary_rows (int): rows of the word-boundary table (the features take
+        25 distinct values).
     RETURNS (Model[List[Doc], List[Floats2d]]): a vector of ``width`` per token.
     """
     checks = [
         ("width", width, width > 0, "must be positive"),
-        ("rows", rows, len(rows) == len(attrs) and all(r > 0 for r in rows),
-         "needs one positive row count per attribute in 'attrs'"),
+        (
+            "rows",
+            rows,
+            len(rows) == len(attrs) and all(r > 0 for r in rows),
+            "needs one positive row count per attribute in 'attrs'",
+        ),
         ("ngram_rows", ngram_rows, ngram_rows > 0, "must be positive"),
+        ("boundary_rows", boundary_rows, boundary_rows > 0, "must be positive"),
     ]
     for arg, value, ok, hint in checks:
         if not ok:
             raise ValueError(Errors.KF007.format(arg=arg, value=value, hint=hint))
-    table_rows = [*rows, *([ngram_rows] * (3 if trigrams else 2))]
-    embeddings = [HashEmbed(width, n_rows, column=i, seed=8 + i, dropout=0.0)
-                  for i, n_rows in enumerate(table_rows)]
+    table_rows = [*rows, *([ngram_rows] * (3 if trigrams else 2)), *([boundary_rows] if word_boundaries else [])]
+    embeddings: List[Model] = [
+        HashEmbed(width, n_rows, column=i, seed=8 + i, dropout=0.0) for i, n_rows in enumerate(table_rows)
+    ]
     return chain(
-        char_ngram_features(attrs, trigrams),
+        char_ngram_features(attrs, trigrams, word_boundaries),
         cast(Model[List[Ints2d], Ragged], list2ragged()),
         with_array(concatenate(*embeddings)),
         with_array(Maxout(width, width * len(embeddings), nP=3, dropout=0.0, normalize=True)),

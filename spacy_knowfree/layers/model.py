@@ -1,5 +1,6 @@
 """The registered architecture ``spacy-knowfree.KnowFREE.v1``."""
-from typing import List, Optional
+
+from typing import List, Optional, Union
 
 from spacy.tokens import Doc
 from spacy.util import registry
@@ -8,7 +9,8 @@ from thinc.types import Floats2d, Floats3d
 
 from ..errors import Errors
 from .ngram_evidence import ngram_evidence as ngram_evidence_layer
-from .span_grid import build_grid_encoder, span_grid_head
+from .ngram_evidence import resize_ngram_evidence
+from .span_grid import build_grid_encoder, predict_span_logits, resize_span_head, span_grid_head
 from .torch_grid import KnowFREEGridEncoder
 
 
@@ -25,6 +27,7 @@ def build_knowfree_model(
     token_evidence: bool = False,
     ngram_evidence: bool = False,
     ngram_buckets: int = 262144,
+    max_span_width: Union[int, str] = "auto",
 ) -> Model[List[Doc], List[Floats3d]]:
     """Build the KnowFREE span model (section 3.2 of the paper).
 
@@ -45,26 +48,43 @@ def build_knowfree_model(
         linearly from each token's hashed character n-grams (the features of
         a character CRF), a "wide" term beside the deep model.
     ngram_buckets (int): rows of the hashed n-gram weight table.
+    max_span_width (Union[int, str]): W, the band width: the longest span, in
+        tokens. The packaged configs interpolate the component's setting
+        (``${components.knowfree.max_span_width}``); "auto" (the default)
+        leaves it to the ``knowfree`` component, which sets it before
+        ``initialize`` from its own ``max_span_width``.
     RETURNS (Model[List[Doc], List[Floats3d]]): per doc, logits of shape
         (n_tokens, max_span_width, n_labels): cell [i, k] is the span of tokens
         i..i+k, columns are the target labels then the extension labels. The
-        band width (``max_span_width``) and the label count are set by the
-        ``knowfree`` component.
+        label count is set by the ``knowfree`` component (the model's
+        ``attrs["resize_output"]``).
     """
     checks = [
         ("hidden_width", hidden_width, hidden_width > 0, "must be positive"),
         ("grid_width", grid_width, grid_width > 0, "must be positive"),
-        ("n_biaffine_heads", n_biaffine_heads,
-         n_biaffine_heads > 0 and hidden_width % n_biaffine_heads == 0
-         and grid_width % n_biaffine_heads == 0,
-         "must divide hidden_width and grid_width"),
-        ("n_attention_heads", n_attention_heads,
-         n_attention_heads > 0 and grid_width % n_attention_heads == 0,
-         "must divide grid_width"),
+        (
+            "n_biaffine_heads",
+            n_biaffine_heads,
+            n_biaffine_heads > 0 and hidden_width % n_biaffine_heads == 0 and grid_width % n_biaffine_heads == 0,
+            "must divide hidden_width and grid_width",
+        ),
+        (
+            "n_attention_heads",
+            n_attention_heads,
+            n_attention_heads > 0 and grid_width % n_attention_heads == 0,
+            "must divide grid_width",
+        ),
         ("attention_window", attention_window, attention_window >= 0, "must be >= 0"),
         ("dropout", dropout, 0.0 <= dropout < 1.0, "must be in [0, 1)"),
         ("batch_rows", batch_rows, batch_rows > 0, "must be positive"),
         ("ngram_buckets", ngram_buckets, ngram_buckets > 0, "must be positive"),
+        (
+            "max_span_width",
+            max_span_width,
+            max_span_width == "auto"
+            or (isinstance(max_span_width, int) and not isinstance(max_span_width, bool) and max_span_width >= 1),
+            'must be a positive number of tokens or "auto"',
+        ),
     ]
     for arg, value, ok, hint in checks:
         if not ok:
@@ -80,23 +100,67 @@ def build_knowfree_model(
     head = span_grid_head(
         build_grid_encoder(encoder),
         Linear(),
+        max_span_width=None if max_span_width == "auto" else int(max_span_width),
         batch_rows=batch_rows,
         # zero-initialised: training starts from the plain span model
         evidence_layer=Linear(init_W=zero_init) if token_evidence else None,
     )
     if ngram_evidence:
-        return wide_and_deep(tok2vec, ngram_evidence_layer(ngram_buckets), head)
-    model = chain(tok2vec, head)
-    model.set_ref("tok2vec", tok2vec)
-    model.set_ref("head", head)
+        model = wide_and_deep(tok2vec, ngram_evidence_layer(ngram_buckets), head)
+    else:
+        model = chain(tok2vec, head)
+        model.set_ref("tok2vec", tok2vec)
+        model.set_ref("head", head)
+    model.attrs["resize_output"] = resize_output
     return model
+
+
+def resize_output(model: Model, n_out: int) -> Model:
+    """Size a KnowFREE.v1 model for ``n_out`` output columns (labels): the
+    head's output and evidence layers and the n-gram evidence table.
+    RETURNS (Model): the model."""
+    resize_span_head(model.get_ref("head"), n_out)
+    if model.has_ref("ngram_evidence"):
+        resize_ngram_evidence(model.get_ref("ngram_evidence"), 3 * n_out)
+    return model
+
+
+def load_model_bytes(model: Model, data: bytes, name: str) -> Model:
+    """``model.from_bytes(data)``; weights saved with another layer layout of
+    the model raise KF315 instead of thinc's "mismatched structure"."""
+    try:
+        return model.from_bytes(data)
+    except ValueError as err:
+        if "mismatched structure" in str(err):
+            raise ValueError(Errors.KF315.format(name=name)) from None
+        raise
+
+
+def predict_logits(
+    model: Model, docs: List[Doc], n_columns: Optional[int] = None, *, int8: bool = False
+) -> List[Floats3d]:
+    """Inference with a KnowFREE.v1 model computing only the first
+    ``n_columns`` output columns (default: all, as ``model.predict``),
+    optionally with the span head's Linear layers in int8 (CPU).
+
+    RETURNS (List[Floats3d]): per doc, (n_tokens, max_span_width, n_columns).
+    """
+    vectors = model.get_ref("tok2vec").predict(docs)
+    head_input = vectors
+    if model.has_ref("ngram_evidence"):
+        head_input = (vectors, model.get_ref("ngram_evidence").predict(docs))
+    return predict_span_logits(model.get_ref("head"), head_input, n_columns, int8=int8)
 
 
 def wide_and_deep(tok2vec: Model, wide: Model, head: Model) -> Model[List[Doc], List[Floats3d]]:
     """Docs -> logits, the head fed with (tok2vec vectors, n-gram evidence)."""
-    return Model("knowfree_wide_and_deep", _wide_and_deep_forward, init=_wide_and_deep_init,
-                 layers=[tok2vec, wide, head],
-                 refs={"tok2vec": tok2vec, "ngram_evidence": wide, "head": head})
+    return Model(
+        "knowfree_wide_and_deep",
+        _wide_and_deep_forward,
+        init=_wide_and_deep_init,
+        layers=[tok2vec, wide, head],
+        refs={"tok2vec": tok2vec, "ngram_evidence": wide, "head": head},
+    )
 
 
 def _wide_and_deep_forward(model: Model, docs: List[Doc], is_train: bool):
@@ -116,7 +180,7 @@ def _wide_and_deep_init(model: Model, X: Optional[List[Doc]] = None, Y=None) -> 
     tok2vec, wide, head = (model.get_ref(name) for name in ("tok2vec", "ngram_evidence", "head"))
     tok2vec.initialize(X=X)
     if head.has_dim("nO"):  # set by the component from its labels
-        wide.set_dim("nO", 3 * head.get_dim("nO"), force=True)
+        resize_ngram_evidence(wide, 3 * head.get_dim("nO"))
         wide.initialize()
     head.initialize(X=tok2vec.predict(X) if X is not None else None)
     return model

@@ -13,6 +13,7 @@ score has a linear term in the sparse features of every character it covers.
 The table starts at zero (training starts from the plain model) and is
 regularised by the optimizer's L2 like every weight.
 """
+
 from typing import Callable, List, Tuple
 
 import numpy
@@ -25,8 +26,7 @@ from .char_ngram_embed import _mix, neighbour_keys
 
 # one salt per feature template, so "U-1=北" and "U+1=北" are different keys
 _TEMPLATES = ("U-2", "U-1", "U+0", "U+1", "U+2", "B-2", "B-1", "B+0", "B+1", "T")
-_SALTS = numpy.asarray([0x51ED270B27A1C3F5 + 0x1000193 * i for i in range(len(_TEMPLATES))],
-                       dtype="uint64")
+_SALTS = numpy.asarray([0x51ED270B27A1C3F5 + 0x1000193 * i for i in range(len(_TEMPLATES))], dtype="uint64")
 N_HASHES = 2  # rows summed per feature, against collisions
 
 
@@ -36,8 +36,7 @@ def ngram_feature_keys(orth: numpy.ndarray) -> numpy.ndarray:
     columns = [at[offset] for offset in range(-2, 3)]
     columns += [_mix(at[offset], at[offset + 1]) for offset in range(-2, 2)]
     columns.append(_mix(_mix(at[-1], at[0]), at[1]))
-    keys = (numpy.stack(columns, axis=1) if len(orth)
-            else numpy.zeros((0, len(_TEMPLATES)), "uint64"))
+    keys = numpy.stack(columns, axis=1) if len(orth) else numpy.zeros((0, len(_TEMPLATES)), "uint64")
     return _mix(keys, numpy.broadcast_to(_SALTS, keys.shape))
 
 
@@ -47,8 +46,24 @@ def ngram_evidence(n_buckets: int = 262144, seed: int = 31) -> Model[List[Doc], 
     n_buckets (int): rows of the weight table (hashed features share rows).
     nO is set by the span head before ``initialize``: 3 × the number of labels.
     """
-    return Model("ngram_evidence", _forward, init=_init, dims={"nO": None},
-                 params={"E": None}, attrs={"n_buckets": n_buckets, "seed": seed})
+    return Model(
+        "ngram_evidence",
+        _forward,
+        init=_init,
+        dims={"nO": None},
+        params={"E": None},
+        attrs={"n_buckets": n_buckets, "seed": seed},
+    )
+
+
+def resize_ngram_evidence(model: Model, n_out: int) -> Model:
+    """Set the layer's output width to ``n_out`` (3 × labels); a table of
+    another width is dropped, and ``initialize`` makes a new one at zero.
+    RETURNS (Model): the layer."""
+    if model.maybe_get_dim("nO") != n_out:
+        model.set_param("E", None)
+        model.set_dim("nO", n_out, force=True)
+    return model
 
 
 def _init(model: Model, X=None, Y=None) -> Model:
@@ -64,19 +79,17 @@ def _rows(model: Model, docs: List[Doc]) -> List[numpy.ndarray]:
     rows = []
     for doc in docs:
         keys = ngram_feature_keys(doc.to_array(ORTH).astype("uint64").reshape(-1))
-        hashed = model.ops.to_numpy(model.ops.hash(model.ops.asarray(keys.reshape(-1)),
-                                                   model.attrs["seed"]))
+        hashed = model.ops.to_numpy(model.ops.hash(model.ops.asarray(keys.reshape(-1)), model.attrs["seed"]))  # type: ignore[arg-type]
         picked = hashed[:, :N_HASHES].astype("uint64") % n_buckets
         rows.append(picked.reshape(len(doc), -1).astype("int64"))
     return rows
 
 
-def _forward(model: Model, docs: List[Doc], is_train: bool
-             ) -> Tuple[List[Floats2d], Callable]:
+def _forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats2d], Callable]:
     ops = model.ops
     E = model.get_param("E")
     rows = [ops.xp.asarray(r) for r in _rows(model, docs)]
-    outputs = [E[r].sum(axis=1) if len(r) else ops.alloc2f(0, E.shape[1]) for r in rows]
+    outputs = [E[r].sum(axis=1) if len(r) else ops.alloc2f(0, E.shape[1]) for r in rows]  # type: ignore[misc]
 
     def backprop(d_outputs: List[Floats2d]) -> List[Doc]:
         dE = ops.alloc2f(*E.shape)

@@ -9,6 +9,7 @@ saves the module's state dict of tensors and loads it with
 anything else in the file raises KF010. Pipelines saved by thinc's own shim
 (also a state dict) load unchanged.
 """
+
 from io import BytesIO
 from typing import Mapping
 
@@ -44,9 +45,7 @@ def serialize_state_dict(module: "torch.nn.Module") -> bytes:
     return buffer.getvalue()
 
 
-def deserialize_state_dict(
-    module: "torch.nn.Module", state_bytes: bytes, device: "torch.device"
-) -> "torch.nn.Module":
+def deserialize_state_dict(module: "torch.nn.Module", state_bytes: bytes, device: "torch.device") -> "torch.nn.Module":
     """Load weights saved by :func:`serialize_state_dict` (or thinc's default
     serializer, also a state dict) into ``module``, whatever the torch
     version's ``torch.load`` default; anything but tensors raises KF010."""
