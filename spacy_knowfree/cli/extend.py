@@ -19,6 +19,7 @@ from ..knowledge.pipeline import (
     EXTENSION_SPANS_KEY,
     build_knowledge_pipeline,
     dropped_rows,
+    extension_label_counts,
     llm_backends,
     llm_call_rows,
     redacted_error,
@@ -64,15 +65,6 @@ def _format_stats(summary: Dict[str, Counter]) -> str:
     from ..llm.tasks.stats import format_stats
 
     return format_stats(summary)
-
-
-def _label_counts(docs: Iterable[Doc]) -> Counter:
-    counts: Counter = Counter()
-    for doc in docs:
-        group = doc.spans.get(EXTENSION_SPANS_KEY)
-        if group is not None:
-            counts.update(span.label_ for span in group)
-    return counts
 
 
 # ----------------------------------------------------------------------------- command
@@ -176,7 +168,7 @@ def extend_cli(
             msg.fail(Errors.KF276.format(path=input_path, count=labelled), exits=1)
         for doc in docs:
             doc.user_data[UNLABELED_FLAG] = True
-    labels_before = _label_counts(docs)
+    labels_before = extension_label_counts(docs)
     stats_before = _stats_summary(docs)
     done: List[Doc] = []
     try:
@@ -245,7 +237,7 @@ def _print_llm_calls(nlp: Language) -> Dict[str, int]:
 def _print_summary(
     nlp: Language, docs: List[Doc], labels_before: Counter, stats_before: Dict[str, Counter], elapsed: float
 ) -> None:
-    labels_after = _label_counts(docs)
+    labels_after = extension_label_counts(docs)
     added = labels_after - labels_before
     families_count: Counter = Counter()
     families_added: Counter = Counter()

@@ -9,8 +9,9 @@ built pipeline, the calls each LLM component made, its response cache files
 and the prompts it dropped, for the command line summaries.
 """
 
+from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import spacy
 from spacy.language import Language
@@ -160,3 +161,13 @@ def dropped_rows(nlp: Language, docs: List[Doc]) -> List[Tuple[str, str, str, st
             message = " ".join(str(item.get("message") or "").split())
             rows.append((name, where, str(item.get("reason")), message[:100] + ("..." if len(message) > 100 else "")))
     return rows
+
+
+def extension_label_counts(docs: Iterable[Doc]) -> Counter:
+    """How many extension spans (``doc.spans["knowfree_ext"]``) carry each label."""
+    counts: Counter = Counter()
+    for doc in docs:
+        group = doc.spans.get(EXTENSION_SPANS_KEY)
+        if group is not None:
+            counts.update(span.label_ for span in group)
+    return counts

@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from spacy.language import Language
-from spacy.tokens import Doc, DocBin
+from spacy.tokens import DocBin
 from spacy.vocab import Vocab
 from tqdm import tqdm
 
 from ..constants import EXTENSION_SPANS_KEY, UNLABELED_FLAG
 from ..docbin_io import read_docbin, write_docbin
 from ..errors import Errors
+from ..knowledge.pipeline import extension_label_counts
 from .apply import check_positive
 from .inputs import Manifest, PathLike, atomic_write_bytes, chunks
 
@@ -259,7 +260,7 @@ def extend_on_ray(
             raise ValueError(Errors.KF276.format(path=input_path, count=labelled))
         for doc in docs:
             doc.user_data[UNLABELED_FLAG] = True
-    labels_before = _label_counts(docs)
+    labels_before = extension_label_counts(docs)
     parts = output_path.with_name(output_path.name + ".parts")
     settings = {
         "shard_size": shard_size,
@@ -321,16 +322,7 @@ def extend_on_ray(
     write_docbin(fused, output_path)
     shutil.rmtree(parts)
     summary.docs = len(fused)
-    summary.labels = _label_counts(fused)
+    summary.labels = extension_label_counts(fused)
     summary.added = summary.labels - labels_before
     summary.seconds = time.perf_counter() - start
     return summary
-
-
-def _label_counts(docs: List[Doc]) -> Counter:
-    counts: Counter = Counter()
-    for doc in docs:
-        group = doc.spans.get(EXTENSION_SPANS_KEY)
-        if group is not None:
-            counts.update(span.label_ for span in group)
-    return counts
