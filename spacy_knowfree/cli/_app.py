@@ -87,3 +87,13 @@ def _override_value(value: str) -> Any:
         return srsly.json_loads(value)
     except ValueError:
         return value
+
+
+def existing_file_option(*names: str, help: str) -> Any:
+    """An option naming an existing file (not a directory), default None."""
+    return typer.Option(None, *names, exists=True, dir_okay=False, help=help)
+
+
+def config_option(help: str) -> Any:
+    """The ``--config``/``-c`` option of a command: an existing config file, default None."""
+    return existing_file_option("--config", "-c", help=help)

@@ -21,7 +21,7 @@ from ..synthesis.augmenter import Augmenter, read_template_override
 from ..synthesis.filters import FilterSettings
 from ..synthesis.generation import EntityGenerationAugmenter, GenerationSettings
 from ..synthesis.paraphrase import ParaphraseAugmenter, ParaphraseSettings
-from ._app import app, parse_config_overrides
+from ._app import app, config_option, existing_file_option, parse_config_overrides
 from ._llm_common import finish, knowledge_overrides, llm_run_errors, make_runner
 
 #: Let "--vars.endpoint URL"-style config overrides through, as in spacy train.
@@ -41,13 +41,8 @@ class Sampling(str, Enum):
 
 
 # The options every augmenter takes: how it reaches its LLM, and what is added to its docs.
-_CONFIG_OPT = typer.Option(
-    None,
-    "--config",
-    "-c",
-    exists=True,
-    dir_okay=False,
-    help=(
+_CONFIG_OPT = config_option(
+    (
         "LLM config: a [model] block (any llm_models backend, e.g. spacy-knowfree.OpenAICompatible.v1). "
         "Default: the embedded SmolLM2 backend."
     ),
@@ -78,15 +73,12 @@ _ANNOTATOR_OPT = typer.Option(
 _EXTENSION_OPT = typer.Option(
     False, "--extension/--no-extension", help=("Add extension spans with the knowledge pipeline of knowfree extend.")
 )
-_KNOWLEDGE_CONFIG_OPT = typer.Option(
-    None,
+_KNOWLEDGE_CONFIG_OPT = existing_file_option(
     "--knowledge-config",
-    exists=True,
-    dir_okay=False,
     help=("Knowledge pipeline config (default: the jieba lexicon)."),
 )
 _FAMILIES_OPT = typer.Option(["SEG", "POS", "ENT"], "--family", help="Lexicon families (repeatable).")
-_USER_DICT_OPT = typer.Option(None, "--user-dict", exists=True, dir_okay=False, help="Lexicon: jieba user dictionary.")
+_USER_DICT_OPT = existing_file_option("--user-dict", help="Lexicon: jieba user dictionary.")
 _SET_ENTS_OPT = typer.Option(True, "--ents/--no-ents", help="Also set doc.ents from non-overlapping target spans.")
 _SUMMARY_OPT = typer.Option(None, "--summary", dir_okay=False, help="Write the summary counts as JSON.")
 
@@ -182,18 +174,12 @@ def generate_cli(
     batch_size: int = typer.Option(16, "--batch-size", help="Sentences per round / LLM batch."),
     max_new_tokens: int = _MAX_NEW_TOKENS_OPT,
     threads: Optional[int] = _THREADS_OPT,
-    generation_template: Optional[Path] = typer.Option(
-        None,
+    generation_template: Optional[Path] = existing_file_option(
         "--generation-template",
-        exists=True,
-        dir_okay=False,
         help="Custom Jinja template for sentence generation.",
     ),
-    diversification_template: Optional[Path] = typer.Option(
-        None,
+    diversification_template: Optional[Path] = existing_file_option(
         "--diversification-template",
-        exists=True,
-        dir_okay=False,
         help="Custom Jinja template for entity diversification.",
     ),
     annotator_path: Optional[Path] = _ANNOTATOR_OPT,
@@ -268,9 +254,7 @@ def paraphrase_cli(
     min_lang_ratio: float = typer.Option(
         0.5, "--min-lang-ratio", help="Least share of letters in the language's script."
     ),
-    template: Optional[Path] = typer.Option(
-        None, "--template", exists=True, dir_okay=False, help="Custom Jinja template for paraphrasing."
-    ),
+    template: Optional[Path] = existing_file_option("--template", help="Custom Jinja template for paraphrasing."),
     annotator_path: Optional[Path] = _ANNOTATOR_OPT,
     extension: bool = _EXTENSION_OPT,
     knowledge_config: Optional[Path] = _KNOWLEDGE_CONFIG_OPT,

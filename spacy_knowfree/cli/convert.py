@@ -27,7 +27,7 @@ from ..converters import (
 )
 from ..docbin_io import read_docbin, write_docbin
 from ..errors import Errors
-from ._app import app
+from ._app import app, existing_file_option
 
 
 class Format(str, Enum):
@@ -54,11 +54,8 @@ def convert_cli(
     fmt: Format = typer.Option(..., "--format", "-f", help="Input format."),
     spans_key: str = typer.Option(TARGET_SPANS_KEY, "--spans-key", help="doc.spans key of the target spans."),
     set_ents: bool = typer.Option(True, "--ents/--no-ents", help="Also set doc.ents when spans do not overlap."),
-    labels: Optional[Path] = typer.Option(
-        None,
+    labels: Optional[Path] = existing_file_option(
         "--labels",
-        exists=True,
-        dir_okay=False,
         help="jsonl: labels file (.json with is_target, or .txt of targets); other labels become extension spans.",
     ),
     extension_key: str = typer.Option(

@@ -26,7 +26,7 @@ from ..knowledge.pipeline import (
     response_cache_files,
     set_retry_failed,
 )
-from ._app import app, parse_config_overrides
+from ._app import app, config_option, existing_file_option, parse_config_overrides
 
 
 def _print_dropped(nlp: Language, docs: List[Doc], limit: int = 20) -> None:
@@ -76,21 +76,14 @@ def extend_cli(
     ctx: typer.Context,
     input_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Training .spacy DocBin."),
     output_path: Path = typer.Argument(..., dir_okay=False, help="Fused .spacy DocBin to write."),
-    config_path: Optional[Path] = typer.Option(
-        None,
-        "--config",
-        "-c",
-        exists=True,
-        dir_okay=False,
-        help="spaCy config of the knowledge pipeline, e.g. one written by knowfree init extend-config "
+    config_path: Optional[Path] = config_option(
+        "spaCy config of the knowledge pipeline, e.g. one written by knowfree init extend-config "
         "(--source lexicon|smollm2|openai|lexicon+llm; in a checkout also configs/extend_*.cfg). Settings can be "
         "overridden like in spacy train: --vars.endpoint http://127.0.0.1:8000/v1/chat/completions "
         "--paths.cache cache/llm_replies.jsonl. Default: the offline jieba lexicon.",
     ),
     families: List[str] = typer.Option(["SEG", "POS", "ENT"], "--family", help="Lexicon families to add (repeatable)."),
-    user_dict: Optional[Path] = typer.Option(
-        None, "--user-dict", exists=True, dir_okay=False, help="Lexicon: jieba user dictionary."
-    ),
+    user_dict: Optional[Path] = existing_file_option("--user-dict", help="Lexicon: jieba user dictionary."),
     batch_size: int = typer.Option(32, "--batch-size", help="Docs per pipeline batch."),
     retry_failed: bool = typer.Option(
         False,

@@ -37,7 +37,7 @@ from ..knowledge.label_merging import (
     parse_merge_response,
     type_inventory,
 )
-from ._app import app, parse_config_overrides
+from ._app import app, config_option, existing_file_option, parse_config_overrides
 
 ENTITY_TASK = "spacy-knowfree.ExtensionEntities.v1"
 
@@ -201,22 +201,14 @@ def merge_labels_cli(
         dir_okay=False,
         help="Reviewable JSON label map: written (computed), or read with --apply-only.",
     ),
-    config_path: Optional[Path] = typer.Option(
-        None,
-        "--config",
-        "-c",
-        exists=True,
-        dir_okay=False,
-        help="Config with the LLM for the one P_merge call: a [model] block (@llm_models = ...), or a "
+    config_path: Optional[Path] = config_option(
+        "Config with the LLM for the one P_merge call: a [model] block (@llm_models = ...), or a "
         "knowledge pipeline such as extend_openai.cfg (knowfree init extend-config --source openai; "
         "the entities component's model is used). "
         "Overrides as in spacy train, e.g. --vars.endpoint http://127.0.0.1:8000/v1/chat/completions.",
     ),
-    groups_path: Optional[Path] = typer.Option(
-        None,
+    groups_path: Optional[Path] = existing_file_option(
         "--groups",
-        exists=True,
-        dir_okay=False,
         help='JSON synonym groups {"standard": ["member", ...]} instead of asking an LLM.',
     ),
     model_section: Optional[str] = typer.Option(

@@ -11,7 +11,7 @@ from wasabi import msg
 from ..errors import Errors
 from ..synthesis.annotation import build_knowledge
 from ..synthesis.pseudo_labels import DEFAULT_MIN_CONFIDENCE, check_min_confidence, pseudo_label
-from ._app import app, parse_config_overrides
+from ._app import app, existing_file_option, parse_config_overrides
 
 #: Let "--vars.endpoint URL"-style overrides of --knowledge-config through, as in spacy train.
 _EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -50,18 +50,13 @@ def pseudo_label_cli(
         "--extension/--no-extension",
         help="Add extension spans with the knowledge pipeline of knowfree extend (spans already on the docs are kept).",
     ),
-    knowledge_config: Optional[Path] = typer.Option(
-        None,
+    knowledge_config: Optional[Path] = existing_file_option(
         "--knowledge-config",
         "-c",
-        exists=True,
-        dir_okay=False,
         help="Knowledge pipeline config, as for knowfree extend -c (default: the jieba lexicon); --vars.x overrides its settings.",
     ),
     families: List[str] = typer.Option(["SEG", "POS", "ENT"], "--family", help="Lexicon families (repeatable)."),
-    user_dict: Optional[Path] = typer.Option(
-        None, "--user-dict", exists=True, dir_okay=False, help="Lexicon: jieba user dictionary."
-    ),
+    user_dict: Optional[Path] = existing_file_option("--user-dict", help="Lexicon: jieba user dictionary."),
     round_: int = typer.Option(1, "--round", help="Self-training round, recorded in each doc's provenance."),
     limit: int = typer.Option(0, "--limit", help="Use only the first N input docs (0: all)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Docs per teacher batch."),

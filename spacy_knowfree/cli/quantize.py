@@ -12,7 +12,7 @@ from wasabi import msg
 from ..component import KnowFREE
 from ..docbin_io import read_docbin
 from ..pipeline_inputs import load_pipeline, require_knowfree
-from ._app import app
+from ._app import app, existing_file_option
 
 
 @app.command("quantize")
@@ -24,11 +24,8 @@ def quantize_cli(
     component_name: Optional[str] = typer.Option(
         None, "--component", help="Name of the knowfree component (default: every knowfree component)."
     ),
-    data_path: Optional[Path] = typer.Option(
-        None,
+    data_path: Optional[Path] = existing_file_option(
         "--data",
-        exists=True,
-        dir_okay=False,
         help="A .spacy DocBin with gold spans: report the scores of both pipelines on it.",
     ),
 ) -> None:

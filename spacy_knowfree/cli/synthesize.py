@@ -18,7 +18,7 @@ from ..llm.tasks.explanation.task import (
 from ..synthesis.annotation import build_knowledge, load_annotator
 from ..synthesis.explanations import SynthesisSettings, Synthesizer
 from ..synthesis.filters import FilterSettings
-from ._app import app, parse_config_overrides
+from ._app import app, config_option, existing_file_option, parse_config_overrides
 from ._llm_common import finish, knowledge_overrides, llm_run_errors, make_runner
 
 #: Let "--vars.endpoint URL"-style config overrides through, as in spacy train.
@@ -38,13 +38,8 @@ def synthesize_cli(
         help="The knowfree pipeline trained on the fusion samples (e.g. training/model-best); frozen, it annotates the target entities.",
     ),
     output_path: Path = typer.Argument(..., dir_okay=False, help="The synthetic .spacy DocBin to write."),
-    config_path: Optional[Path] = typer.Option(
-        None,
-        "--config",
-        "-c",
-        exists=True,
-        dir_okay=False,
-        help="LLM config: a [model] block (any llm_models backend, e.g. spacy-knowfree.OpenAICompatible.v1) and optional [explanation] / [description] task blocks. Default: the embedded SmolLM2 backend.",
+    config_path: Optional[Path] = config_option(
+        "LLM config: a [model] block (any llm_models backend, e.g. spacy-knowfree.OpenAICompatible.v1) and optional [explanation] / [description] task blocks. Default: the embedded SmolLM2 backend.",
     ),
     lang: str = typer.Option(
         "zh", "--lang", help="Language of the prompts, sentence splitting and language filter: zh or en."
@@ -61,17 +56,12 @@ def synthesize_cli(
     extension: bool = typer.Option(
         True, "--extension/--no-extension", help="Add extension spans with the knowledge pipeline of knowfree extend."
     ),
-    knowledge_config: Optional[Path] = typer.Option(
-        None,
+    knowledge_config: Optional[Path] = existing_file_option(
         "--knowledge-config",
-        exists=True,
-        dir_okay=False,
         help="Knowledge pipeline config, as for knowfree extend -c (default: the jieba lexicon).",
     ),
     families: List[str] = typer.Option(["SEG", "POS", "ENT"], "--family", help="Lexicon families (repeatable)."),
-    user_dict: Optional[Path] = typer.Option(
-        None, "--user-dict", exists=True, dir_okay=False, help="Lexicon: jieba user dictionary."
-    ),
+    user_dict: Optional[Path] = existing_file_option("--user-dict", help="Lexicon: jieba user dictionary."),
     batch_size: int = typer.Option(16, "--batch-size", help="Source docs per LLM batch."),
     limit: int = typer.Option(0, "--limit", help="Use only the first N source docs (0: all)."),
     max_doc_chars: int = typer.Option(

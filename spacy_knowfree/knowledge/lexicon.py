@@ -14,10 +14,11 @@ Whitespace is never labelled. Character offsets are placed with
 character-tokenized docs as well as on docs tokenized some other way.
 """
 
+import contextlib
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Set, Tuple, Union
 
 from spacy.language import Language
 from spacy.pipeline import Pipe
@@ -65,6 +66,31 @@ _JIEBA_LOCK = threading.Lock()
 # Segmenters are read-only once built, so components with the same user
 # dictionaries share one (jieba's dictionary costs ~1.5 s and ~100 MB).
 _POSSEG_CACHE: Dict[Tuple, Tuple[object, frozenset]] = {}
+
+
+@contextlib.contextmanager
+def _quiet_jieba() -> Iterator[None]:
+    """Hide jieba's INFO lines ("Building prefix dict ...") while it loads."""
+    logger = logging.getLogger("jieba")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def new_jieba_tokenizer(user: str = "knowfree_lexicon") -> Any:
+    """A jieba tokenizer of its own (not ``jieba``'s global one) with the default
+    dictionary loaded; KF254 names ``user`` when jieba is not installed."""
+    try:
+        import jieba
+    except ImportError:
+        raise ImportError(Errors.KF254.format(name=user)) from None
+    with _quiet_jieba():
+        tokenizer = jieba.Tokenizer()
+        tokenizer.initialize()
+    return tokenizer
 
 
 class LexiconWord(NamedTuple):
@@ -220,18 +246,10 @@ class KnowFreeLexicon(Pipe):
         return (tuple(files), self.halfwidth)
 
     def _build_posseg(self):
-        try:
-            import jieba
-            import jieba.posseg
-        except ImportError:
-            raise ImportError(Errors.KF254.format(name=self.name)) from None
+        tokenizer = new_jieba_tokenizer(self.name)  # KF254 when jieba is missing
+        import jieba.posseg
 
-        logger = logging.getLogger("jieba")
-        old_level = logger.level
-        logger.setLevel(logging.WARNING)
-        try:
-            tokenizer = jieba.Tokenizer()
-            tokenizer.initialize()
+        with _quiet_jieba():
             untagged: Set[str] = set()
             for path in self.user_dicts:
                 for word, freq, tag in _read_user_dict(path, self.halfwidth):
@@ -240,8 +258,6 @@ class KnowFreeLexicon(Pipe):
                         untagged.add(word)
             posseg = jieba.posseg.POSTokenizer(tokenizer)
             posseg.makesure_userdict_loaded()
-        finally:
-            logger.setLevel(old_level)
         # Words the user dictionary added without a tag and jieba does not know
         # are tagged "x" by jieba; we re-tag them from their longest known suffix.
         untagged = {w for w in untagged if w not in posseg.word_tag_tab}

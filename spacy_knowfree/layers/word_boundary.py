@@ -19,7 +19,6 @@ epochs of a training run segment each sentence once.
 """
 
 import functools
-import logging
 import threading
 from typing import Any, Optional, Tuple
 
@@ -27,7 +26,7 @@ import numpy
 from spacy.attrs import IDX, LENGTH
 from spacy.tokens import Doc
 
-from ..errors import Errors
+from ..knowledge.lexicon import new_jieba_tokenizer
 
 #: Place of a token's first character in its word.
 TAGS = ("B", "M", "E", "S")
@@ -46,19 +45,7 @@ def _jieba_tokenizer() -> Any:
     if _TOKENIZER is None:
         with _LOCK:
             if _TOKENIZER is None:
-                try:
-                    import jieba
-                except ImportError:
-                    raise ImportError(Errors.KF254.format(name="CharNgramEmbed (word_boundaries)")) from None
-                logger = logging.getLogger("jieba")
-                level = logger.level
-                logger.setLevel(logging.WARNING)
-                try:
-                    tokenizer = jieba.Tokenizer()
-                    tokenizer.initialize()
-                finally:
-                    logger.setLevel(level)
-                _TOKENIZER = tokenizer
+                _TOKENIZER = new_jieba_tokenizer("CharNgramEmbed (word_boundaries)")
     return _TOKENIZER
 
 
