@@ -142,27 +142,39 @@ class KnowledgeWorker:
     def __call__(self, batch: Dict[str, Any]) -> Dict[str, Any]:
         import numpy
 
-        out: Dict[str, List[Any]] = {"shard": [], "docbin": [], **{key: [] for key in CALL_KEYS}}
+        out: Dict[str, List[Any]] = {"shard": [], "docbin": [], "error": [], **{key: [] for key in CALL_KEYS}}
         for shard, payload in zip(batch["shard"], batch["payload"]):
             shard = int(shard)
-            nlp = self.nlp if self.nlp is not None else self.build(self._shard_cache(shard))
-            before = call_counts(nlp)
+            # A failure is returned as the shard's "error", never raised: the
+            # driver stops the run with it, and Ray has no task to retry.
+            error, docbin, counts = "", b"", {key: 0 for key in CALL_KEYS}
+            nlp = None
             try:
+                nlp = self.nlp if self.nlp is not None else self.build(self._shard_cache(shard))
+                before = call_counts(nlp)
                 docs = list(DocBin().from_bytes(bytes(payload)).get_docs(nlp.vocab))
                 done = DocBin(store_user_data=True)
                 for doc in nlp.pipe(docs, batch_size=self.batch_size):
                     if doc.spans.get(EXTENSION_SPANS_KEY) is None:
                         doc.spans[EXTENSION_SPANS_KEY] = []
                     done.add(doc)
+                docbin = done.to_bytes()
+                after = call_counts(nlp)
+                counts = {key: after[key] - before[key] for key in CALL_KEYS}
+            except Exception as err:
+                error = str(err).strip() or type(err).__name__
             finally:
-                if self.nlp is None:
+                if nlp is not None and self.nlp is None:
                     close_caches(nlp)
-            after = call_counts(nlp)
             out["shard"].append(shard)
-            out["docbin"].append(done.to_bytes())
+            out["docbin"].append(docbin)
+            out["error"].append(error)
             for key in CALL_KEYS:
-                out[key].append(after[key] - before[key])
-        return {key: numpy.array(values, dtype=object if key == "docbin" else None) for key, values in out.items()}
+                out[key].append(counts[key])
+        return {
+            key: numpy.array(values, dtype=object if key in ("docbin", "error") else None)
+            for key, values in out.items()
+        }
 
 
 def call_counts(nlp: Language) -> Dict[str, int]:
@@ -299,14 +311,20 @@ def extend_on_ray(
             stack.enter_context(ray_session(ray_address, command="extend --engine ray", **(ray_init or {})))
             try:
                 results = map_rows(rows, KnowledgeWorker, worker_kwargs, num_actors=num_actors)
+                failure = ""
                 with contextlib.closing(results):  # stops the actors however the loop ends
                     for row in results:
                         k = int(row["shard"])
-                        atomic_write_bytes(part_paths[k], bytes(row["docbin"]))
-                        summary.shards_written += 1
                         for key in CALL_KEYS:
                             summary.calls[key] += int(row[key])
+                        if row["error"]:  # keep what the other shards finished
+                            failure = failure or str(row["error"])
+                            continue
+                        atomic_write_bytes(part_paths[k], bytes(row["docbin"]))
+                        summary.shards_written += 1
                         bar.update(len(shards[k]))
+                if failure:
+                    raise RuntimeError(failure)
             except Exception as err:
                 cached = f" LLM replies are kept in {cache_dir}." if cache_dir else ""
                 raise RuntimeError(
