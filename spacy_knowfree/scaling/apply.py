@@ -152,6 +152,20 @@ def check_positive(**values: int) -> None:
             )
 
 
+@dataclass
+class _RunSettings:
+    """What every engine of :func:`apply_pipeline` needs, besides its own options."""
+
+    fmt: str
+    shard_size: int
+    batch_size: int
+    threads: int
+    spans_key: str
+    options: ReadOptions
+    gpu: bool
+    progress: bool
+
+
 def apply_model(
     model: PathLike,
     inputs: PathLike,
@@ -218,39 +232,28 @@ def apply_model(
     manifest.save(output)
     summary = ApplySummary(engine=engine, files=[str(f) for f in files])
     start = time.perf_counter()
+    run = _RunSettings(
+        fmt=fmt,
+        shard_size=shard_size,
+        batch_size=batch_size,
+        threads=threads,
+        spans_key=spans_key,
+        options=options,
+        gpu=gpu,
+        progress=progress,
+    )
     if engine == "local":
-        _run_local(
-            model,
-            manifest,
-            output,
-            summary,
-            fmt=fmt,
-            shard_size=shard_size,
-            batch_size=batch_size,
-            n_process=n_process,
-            threads=threads,
-            spans_key=spans_key,
-            options=options,
-            gpu=gpu,
-            progress=progress,
-        )
+        _run_local(model, manifest, output, summary, run, n_process=n_process)
     else:
         _run_ray(
             model,
             manifest,
             output,
             summary,
-            fmt=fmt,
-            shard_size=shard_size,
-            batch_size=batch_size,
-            threads=threads,
-            spans_key=spans_key,
-            options=options,
-            gpu=gpu,
+            run,
             num_actors=num_actors,
             ray_address=ray_address,
             ray_init=ray_init or {},
-            progress=progress,
         )
     summary.seconds = time.perf_counter() - start
     return summary
@@ -302,20 +305,7 @@ def _progress(enabled: bool) -> tqdm:
 
 
 def _run_local(
-    model: PathLike,
-    manifest: Manifest,
-    output: Path,
-    summary: ApplySummary,
-    *,
-    fmt: str,
-    shard_size: int,
-    batch_size: int,
-    n_process: int,
-    threads: int,
-    spans_key: str,
-    options: ReadOptions,
-    gpu: bool,
-    progress: bool,
+    model: PathLike, manifest: Manifest, output: Path, summary: ApplySummary, run: _RunSettings, *, n_process: int
 ) -> None:
     """The local engine: ``nlp.pipe`` over each shard in this process, or in
     ``n_process`` worker processes that each load the pipeline once for the
@@ -324,33 +314,21 @@ def _run_local(
     import torch
 
     if n_process > 1:
-        _run_local_pool(
-            model,
-            manifest,
-            output,
-            summary,
-            fmt=fmt,
-            shard_size=shard_size,
-            batch_size=batch_size,
-            n_process=n_process,
-            threads=threads,
-            spans_key=spans_key,
-            options=options,
-            gpu=gpu,
-            progress=progress,
-        )
+        _run_local_pool(model, manifest, output, summary, run, n_process=n_process)
         return
     saved_threads = torch.get_num_threads()
-    nlp = load_pipeline(model, threads=threads, gpu=gpu)
+    nlp = load_pipeline(model, threads=run.threads, gpu=run.gpu)
     try:
-        with _progress(progress) as bar:
-            pending = _pending_shards(manifest, output, FORMATS[fmt], shard_size, options, nlp.vocab, summary, bar)
+        with _progress(run.progress) as bar:
+            pending = _pending_shards(
+                manifest, output, FORMATS[run.fmt], run.shard_size, run.options, nlp.vocab, summary, bar
+            )
             for shard, records in pending:
                 docs = []
-                for doc in nlp.pipe(records, batch_size=batch_size):
+                for doc in nlp.pipe(records, batch_size=run.batch_size):
                     docs.append(doc)
                     bar.update(1)
-                _finish_shard(docs, shard, output, fmt, spans_key, summary)
+                _finish_shard(docs, shard, output, run.fmt, run.spans_key, summary)
     finally:
         torch.set_num_threads(saved_threads)
 
@@ -370,20 +348,7 @@ def _run_local_batch(task: Tuple[str, bytes]) -> bytes:
 
 
 def _run_local_pool(
-    model: PathLike,
-    manifest: Manifest,
-    output: Path,
-    summary: ApplySummary,
-    *,
-    fmt: str,
-    shard_size: int,
-    batch_size: int,
-    n_process: int,
-    threads: int,
-    spans_key: str,
-    options: ReadOptions,
-    gpu: bool,
-    progress: bool,
+    model: PathLike, manifest: Manifest, output: Path, summary: ApplySummary, run: _RunSettings, *, n_process: int
 ) -> None:
     """``n_process`` worker processes (the platform's default start method,
     as for spaCy's ``n_process``) run the batches of the shards in order
@@ -391,24 +356,24 @@ def _run_local_pool(
     import multiprocessing
 
     model_ref = str(Path(model).resolve()) if Path(model).exists() else str(model)
-    load_pipeline(model_ref, threads=threads)  # a bad model fails here, with KF705, before any worker starts
+    load_pipeline(model_ref, threads=run.threads)  # a bad model fails here, with KF705, before any worker starts
     vocab = Vocab()
     plan: List[Tuple[Shard, int]] = []  # (shard, number of batches) in the order of the tasks
 
-    with _progress(progress) as bar:
+    with _progress(run.progress) as bar:
 
         def tasks() -> Iterator[Tuple[str, bytes]]:
             for shard, records in _pending_shards(
-                manifest, output, FORMATS[fmt], shard_size, options, None, summary, bar
+                manifest, output, FORMATS[run.fmt], run.shard_size, run.options, None, summary, bar
             ):
-                batches = list(chunks(records, batch_size))
+                batches = list(chunks(records, run.batch_size))
                 plan.append((shard, len(batches)))
                 for batch in batches:
                     yield encode_records(batch)
 
         context = multiprocessing.get_context()
         with context.Pool(
-            n_process, initializer=_init_local_worker, initargs=(model_ref, threads, gpu, batch_size)
+            n_process, initializer=_init_local_worker, initargs=(model_ref, run.threads, run.gpu, run.batch_size)
         ) as pool:
             docs: List[Doc] = []
             done_batches = 0
@@ -419,7 +384,7 @@ def _run_local_pool(
                 bar.update(len(batch))
                 shard, n_batches = plan[0]
                 if done_batches == n_batches:
-                    _finish_shard(docs, shard, output, fmt, spans_key, summary)
+                    _finish_shard(docs, shard, output, run.fmt, run.spans_key, summary)
                     plan.pop(0)
                     docs, done_batches = [], 0
 
@@ -429,18 +394,11 @@ def _run_ray(
     manifest: Manifest,
     output: Path,
     summary: ApplySummary,
+    run: _RunSettings,
     *,
-    fmt: str,
-    shard_size: int,
-    batch_size: int,
-    threads: int,
-    spans_key: str,
-    options: ReadOptions,
-    gpu: bool,
     num_actors: int,
     ray_address: Optional[str],
     ray_init: Dict[str, Any],
-    progress: bool,
 ) -> None:
     """The Ray engine: every batch of every pending shard is a row of a Ray
     Dataset; ``map_batches`` runs :class:`PipelineWorker` actors over them and
@@ -449,23 +407,25 @@ def _run_ray(
 
     model_ref = str(Path(model).resolve()) if Path(model).exists() else str(model)
     vocab = Vocab()
-    with _progress(progress) as bar:
+    with _progress(run.progress) as bar:
         rows: List[Dict[str, Any]] = []
         shards: List[Shard] = []
-        for shard, records in _pending_shards(manifest, output, FORMATS[fmt], shard_size, options, None, summary, bar):
-            for j, chunk in enumerate(chunks(records, batch_size)):
+        for shard, records in _pending_shards(
+            manifest, output, FORMATS[run.fmt], run.shard_size, run.options, None, summary, bar
+        ):
+            for j, chunk in enumerate(chunks(records, run.batch_size)):
                 kind, payload = encode_records(chunk)
                 rows.append({"shard": len(shards), "chunk": j, "kind": kind, "payload": payload})
             shards.append(shard)
         if not rows:
             return
-        expected = [len(range(0, s.size, batch_size)) for s in shards]
+        expected = [len(range(0, s.size, run.batch_size)) for s in shards]
         received: Dict[int, Dict[int, bytes]] = {}
-        worker_kwargs = {"model": model_ref, "threads": threads, "gpu": gpu, "batch_size": batch_size}
+        worker_kwargs = {"model": model_ref, "threads": run.threads, "gpu": run.gpu, "batch_size": run.batch_size}
         with ray_session(ray_address, **ray_init):
             try:
                 results = map_rows(
-                    rows, PipelineWorker, worker_kwargs, num_actors=num_actors, cpus_per_actor=threads, gpu=gpu
+                    rows, PipelineWorker, worker_kwargs, num_actors=num_actors, cpus_per_actor=run.threads, gpu=run.gpu
                 )
                 with contextlib.closing(results):  # stops the actors however the loop ends
                     for row in results:
@@ -476,7 +436,7 @@ def _run_ray(
                             continue
                         docs = [doc for i in range(expected[k]) for doc in DocBin().from_bytes(got[i]).get_docs(vocab)]
                         del received[k]
-                        _finish_shard(docs, shards[k], output, fmt, spans_key, summary)
+                        _finish_shard(docs, shards[k], output, run.fmt, run.spans_key, summary)
                         bar.update(len(docs))
             except Exception as err:
                 raise RuntimeError(
