@@ -53,15 +53,9 @@ class ThresholdSweep:
         return next((s for s in self.scores if abs(s.threshold - threshold) < 1e-9), None)
 
     def to_dict(self) -> Dict[str, Any]:
-        return {
-            "component": self.component,
-            "spans_key": self.spans_key,
-            "current": self.current,
-            "n_docs": self.n_docs,
-            "n_gold": self.n_gold,
-            "best": asdict(self.best),
-            "scores": [asdict(s) for s in self.scores],
-        }
+        data = asdict(self)
+        scores = data.pop("scores")
+        return {**data, "best": asdict(self.best), "scores": scores}
 
 
 def threshold_grid(low: float = 0.05, high: float = 0.95, step: float = 0.05) -> List[float]:

@@ -11,6 +11,54 @@ from typing import Any, Callable, Dict, List, Tuple
 Behaviour = Callable[[Dict[str, Any], int], Tuple[int, Dict[str, str], Any, float]]
 
 
+def extend_config(concurrency: int, cache: str = "null", api_key_env: str = "") -> str:
+    """A ``knowfree extend -c`` config with one llm component (``llm_ent``,
+    ExtensionEntities.v1) on an OpenAI-compatible server at ``${vars.endpoint}``,
+    caching its replies at ``${paths.cache}``.
+
+    concurrency (int): the default of ``${vars.concurrency}``.
+    cache (str): the default of ``${paths.cache}``, as config text (``null``
+        or a quoted path).
+    api_key_env (str): the model's ``api_key_env`` as config text; "": not set.
+    """
+    key_line = f"api_key_env = {api_key_env}\n" if api_key_env else ""
+    return f"""
+[paths]
+cache = {cache}
+
+[vars]
+endpoint = "http://127.0.0.1:9/v1/chat/completions"
+concurrency = {concurrency}
+
+[nlp]
+lang = "zh"
+pipeline = ["llm_ent"]
+
+[components]
+
+[components.llm_ent]
+factory = "llm"
+save_io = false
+
+[components.llm_ent.task]
+@llm_tasks = "spacy-knowfree.ExtensionEntities.v1"
+lang = "zh"
+
+[components.llm_ent.model]
+@llm_models = "spacy-knowfree.OpenAICompatible.v1"
+endpoint = ${{vars.endpoint}}
+model = "test-model"
+{key_line}concurrency = ${{vars.concurrency}}
+timeout = 30
+max_retries = 1
+backoff = 0.01
+
+[components.llm_ent.model.cache]
+@llm_misc = "spacy-knowfree.ResponseCache.v1"
+path = ${{paths.cache}}
+"""
+
+
 def reply_body(text: str, finish_reason: str = "stop") -> Dict[str, Any]:
     return {
         "id": "x",

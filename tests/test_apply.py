@@ -25,7 +25,7 @@ from spacy.vocab import Vocab
 from spacy_knowfree.scaling import apply_model
 from spacy_knowfree.scaling.inputs import MANIFEST_NAME
 
-from _chat_server import ChatServer, reply_body
+from _chat_server import ChatServer, extend_config, reply_body
 from _cli import quiet, run  # noqa: F401  (quiet: autouse fixture)
 from _examples import EXTENSION, FLAT, make_examples, make_nlp, train
 
@@ -234,42 +234,7 @@ def test_the_ray_engine_without_ray_names_the_extra(capsys, model_dir, corpus, t
 
 
 # ============================================================================= extend --engine ray
-EXTEND_CONFIG = """
-[paths]
-cache = "cache/llm_replies.jsonl"
-
-[vars]
-endpoint = "http://127.0.0.1:9/v1/chat/completions"
-concurrency = 4
-
-[nlp]
-lang = "zh"
-pipeline = ["llm_ent"]
-
-[components]
-
-[components.llm_ent]
-factory = "llm"
-save_io = false
-
-[components.llm_ent.task]
-@llm_tasks = "spacy-knowfree.ExtensionEntities.v1"
-lang = "zh"
-
-[components.llm_ent.model]
-@llm_models = "spacy-knowfree.OpenAICompatible.v1"
-endpoint = ${vars.endpoint}
-model = "test-model"
-api_key_env = null
-concurrency = ${vars.concurrency}
-timeout = 30
-max_retries = 1
-backoff = 0.01
-
-[components.llm_ent.model.cache]
-@llm_misc = "spacy-knowfree.ResponseCache.v1"
-path = ${paths.cache}
-"""
+EXTEND_CONFIG = extend_config(4, cache='"cache/llm_replies.jsonl"', api_key_env="null")
 _SENTENCE_RE = re.compile(r"(?:句子：|Sentence: )(.*)\n(?:输出：|Output:)\s*$")
 FAIL_ON = {"text": None}  # the server answers 401 for the sentence holding this text
 

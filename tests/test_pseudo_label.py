@@ -15,7 +15,8 @@ from spacy.vocab import Vocab
 
 from spacy_knowfree.constants import EXTENSION_SPANS_KEY, PROVENANCE_KEY, SYNTHETIC_FLAG, UNLABELED_FLAG
 from spacy_knowfree.docbin_io import read_docbin, write_docbin
-from spacy_knowfree.synthesis import PseudoLabeler, build_knowledge, is_synthetic_doc
+from spacy_knowfree.knowledge.pipeline import build_knowledge_pipeline
+from spacy_knowfree.synthesis import PseudoLabeler, is_synthetic_doc
 from spacy_knowfree.synthesis.pseudo_labels import pseudo_label, scored_spans
 
 from _cli import quiet, run  # noqa: F401  (quiet: autouse fixture)
@@ -124,7 +125,7 @@ def test_at_the_teachers_threshold_the_pseudo_labels_are_its_predictions(teacher
 
 # ----------------------------------------------------------------------------- flags and provenance
 def test_pseudo_labeled_docs_are_synthetic_not_unlabeled_and_survive_a_docbin(teacher, tmp_path):
-    lexicon = build_knowledge(None, ["SEG"], None)
+    lexicon = build_knowledge_pipeline(None, ["SEG"], None)
     labeler = PseudoLabeler(teacher, min_confidence=0.6, knowledge=lexicon, model_path="teacher/model-best", round_=2)
     docs, stats = labeler(unlabeled_docs(teacher))
     assert stats.unlabeled_cleared == len(TEXTS) and stats.docs == len(TEXTS)

@@ -28,6 +28,8 @@ from spacy_knowfree.cli import app
 from spacy_knowfree.llm.cache import ResponseCache, lock_path, shared_response_cache
 from spacy_knowfree.llm.models.openai_compatible import BackendRequestError, OpenAICompatibleModel
 
+from _chat_server import extend_config
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 pytestmark = pytest.mark.usefixtures("only_localhost")
@@ -299,41 +301,7 @@ def test_retry_failed_from_the_environment(tmp_path, monkeypatch):
     assert cache.retry_failed and cache.get("k1") is None and cache.get("k2") == "fine"
 
 
-EXTEND_CONFIG = """
-[paths]
-cache = null
-
-[vars]
-endpoint = "http://127.0.0.1:9/v1/chat/completions"
-concurrency = 2
-
-[nlp]
-lang = "zh"
-pipeline = ["llm_ent"]
-
-[components]
-
-[components.llm_ent]
-factory = "llm"
-save_io = false
-
-[components.llm_ent.task]
-@llm_tasks = "spacy-knowfree.ExtensionEntities.v1"
-lang = "zh"
-
-[components.llm_ent.model]
-@llm_models = "spacy-knowfree.OpenAICompatible.v1"
-endpoint = ${vars.endpoint}
-model = "test-model"
-concurrency = ${vars.concurrency}
-timeout = 30
-max_retries = 1
-backoff = 0.01
-
-[components.llm_ent.model.cache]
-@llm_misc = "spacy-knowfree.ResponseCache.v1"
-path = ${paths.cache}
-"""
+EXTEND_CONFIG = extend_config(2)
 TEXTS = ["张三在北京工作。", "这句话不好。", "李四去了上海。", "今天天气很好。"]
 
 

@@ -22,6 +22,7 @@ from spacy_knowfree.cli import app
 from spacy_knowfree.component import is_synthetic
 from spacy_knowfree.constants import PROVENANCE_KEY, SYNTHETIC_FLAG
 from spacy_knowfree.docbin_io import read_docbin
+from spacy_knowfree.knowledge.pipeline import build_knowledge_pipeline
 from spacy_knowfree.llm.cache import ResponseCache
 from spacy_knowfree.llm.runner import LLMRunner, find_llm_model_block, read_llm_config
 from spacy_knowfree.llm.tasks.explanation.task import (
@@ -35,7 +36,6 @@ from spacy_knowfree.synthesis import (
     SynthesisSettings,
     Synthesizer,
     SyntheticAnnotator,
-    build_knowledge,
     clean_generation,
     filter_generation,
     flag_synthetic,
@@ -304,7 +304,7 @@ def test_sentences_reciting_the_prompt_are_dropped():
 def run_synthesis(annotator_dir, fused_docs, model, cache=None, knowledge=True, batch_size=2):
     annotator, _ = load_annotator(annotator_dir)
     runner = LLMRunner(model, cache=cache, model_id="scripted")
-    lexicon = build_knowledge(None, ["SEG", "POS", "ENT"], None) if knowledge else None
+    lexicon = build_knowledge_pipeline(None, ["SEG", "POS", "ENT"], None) if knowledge else None
     synthesizer = Synthesizer(runner, annotator, knowledge=lexicon, settings=SynthesisSettings(batch_size=batch_size))
     docs, summary = synthesizer.synthesize(fused_docs, progress=False)
     return docs, summary, synthesizer, annotator
@@ -466,7 +466,7 @@ def test_peer_augmenter_docs_can_be_reannotated_like_in_appendix_e(annotator_dir
     flag_synthetic(doc, "paraphrase", source=1)
     annotator, _ = load_annotator(annotator_dir)
     summary = Summary()
-    out = SyntheticAnnotator(annotator, build_knowledge(None, ["SEG"], None), spans_key="sc")([doc], summary)
+    out = SyntheticAnnotator(annotator, build_knowledge_pipeline(None, ["SEG"], None), spans_key="sc")([doc], summary)
     assert [(s.text, s.label_) for s in out[0].spans["sc"]] == [("李四", "PER"), ("上海", "LOC")]
     assert {s.label_ for s in out[0].spans["knowfree_ext"]} == {"SEG:WORD"}
     assert out[0].user_data[SYNTHETIC_FLAG] is True and out[0].user_data[PROVENANCE_KEY]["source"] == 1
@@ -478,7 +478,7 @@ def test_synthetic_annotator_without_annotator_keeps_targets_and_adds_extension_
     doc = flag_synthetic(nlp.make_doc("李四去了上海。"), "paraphrase", source=0)
     doc.spans["sc"] = [doc.char_span(0, 2, "PER")]
     summary = Summary()
-    out = SyntheticAnnotator(knowledge=build_knowledge(None, ["SEG"], None), spans_key="sc")([doc], summary)
+    out = SyntheticAnnotator(knowledge=build_knowledge_pipeline(None, ["SEG"], None), spans_key="sc")([doc], summary)
     assert out[0] is doc and [(s.text, s.label_) for s in doc.spans["sc"]] == [("李四", "PER")]
     assert len(doc.spans["knowfree_ext"]) > 0 and summary.extra == {"extension spans": len(doc.spans["knowfree_ext"])}
     assert SyntheticAnnotator()([doc], summary) == [doc] and summary.extra["extension spans"] == len(

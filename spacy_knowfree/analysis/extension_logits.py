@@ -44,11 +44,9 @@ class ExtensionLogitTable:
         return sorted(numpy.argsort(-spread, kind="stable")[:n].tolist())
 
     def to_dict(self) -> Dict[str, Any]:
+        plain = ("positions", "n_docs", "target_labels", "extension_labels")
         return {
-            "positions": self.positions,
-            "n_docs": self.n_docs,
-            "target_labels": self.target_labels,
-            "extension_labels": self.extension_labels,
+            **{name: getattr(self, name) for name in plain},
             "counts": {label: int(c) for label, c in zip(self.target_labels, self.counts)},
             "mean_logits": {
                 ext: {tgt: (None if numpy.isnan(v) else round(float(v), 4)) for tgt, v in zip(self.target_labels, row)}

@@ -15,8 +15,9 @@ from spacy.language import Language
 from wasabi import msg
 
 from ..docbin_io import read_docbin
+from ..knowledge.pipeline import build_knowledge_pipeline
 from ..llm.runner import LLMRunner
-from ..synthesis.annotation import SyntheticAnnotator, build_knowledge, load_annotator
+from ..synthesis.annotation import SyntheticAnnotator, load_annotator
 from ..synthesis.augmenter import Augmenter, read_template_override
 from ..synthesis.filters import FilterSettings
 from ..synthesis.generation import EntityGenerationAugmenter, GenerationSettings
@@ -134,7 +135,7 @@ def _run_augmenter(
         annotator = load_annotator(post.annotator_path)[0] if post.annotator_path is not None else None
         knowledge = None
         if post.extension:
-            knowledge = build_knowledge(
+            knowledge = build_knowledge_pipeline(
                 post.knowledge_config,
                 post.families,
                 post.user_dict,

@@ -9,7 +9,7 @@ import typer
 from wasabi import msg
 
 from ..errors import Errors
-from ..synthesis.annotation import build_knowledge
+from ..knowledge.pipeline import build_knowledge_pipeline
 from ..synthesis.pseudo_labels import DEFAULT_MIN_CONFIDENCE, check_min_confidence, pseudo_label
 from ._app import app, existing_file_option, parse_config_overrides
 
@@ -90,7 +90,9 @@ def pseudo_label_cli(
                 hint="They set a knowledge config: give it with --knowledge-config.",
             )
         )
-    knowledge = build_knowledge(knowledge_config, families, user_dict, overrides or None) if extension else None
+    knowledge = (
+        build_knowledge_pipeline(knowledge_config, families, user_dict, overrides or None) if extension else None
+    )
     if knowledge is not None:
         msg.info(f"Knowledge pipeline: {knowledge.pipe_names}")
     stats = pseudo_label(

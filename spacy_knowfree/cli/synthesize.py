@@ -8,6 +8,7 @@ import typer
 from wasabi import msg
 
 from ..docbin_io import read_docbin
+from ..knowledge.pipeline import build_knowledge_pipeline
 from ..llm.runner import resolve_task
 from ..llm.tasks.explanation.task import (
     EntityExplanationTask,
@@ -15,7 +16,7 @@ from ..llm.tasks.explanation.task import (
     make_entity_explanation_task,
     make_extension_description_task,
 )
-from ..synthesis.annotation import build_knowledge, load_annotator
+from ..synthesis.annotation import load_annotator
 from ..synthesis.explanations import SynthesisSettings, Synthesizer
 from ..synthesis.filters import FilterSettings
 from ._app import app, config_option, existing_file_option, parse_config_overrides
@@ -125,7 +126,7 @@ def synthesize_cli(
             config, "description", ExtensionDescriptionTask, lambda: make_extension_description_task(lang=lang)
         )
         knowledge = (
-            build_knowledge(
+            build_knowledge_pipeline(
                 knowledge_config, families, user_dict, knowledge_overrides(knowledge_config, config_path, overrides)
             )
             if extension

@@ -246,38 +246,18 @@ def _entity_span(entity: Any, index: int, tokens: List[str], end_inclusive: bool
     other_stop = end if end_inclusive else end + 1
     other_flag = "end_inclusive=False (no --end-inclusive)" if end_inclusive else "end_inclusive=True (--end-inclusive)"
     n = len(tokens)
+    where = {"path": path, "line": line, "label": label, "start": start, "end": end}
     if not 0 <= start < stop <= n:
         hint = ""
         if 0 <= start < other_stop <= n:
             hint = f" The offsets fit the other end convention: read the file with {other_flag}."
-        raise ValueError(
-            Errors.KF111.format(
-                path=path,
-                line=line,
-                label=label,
-                start=start,
-                end=end,
-                n=n,
-                convention="inclusive" if end_inclusive else "exclusive",
-                hint=hint,
-            )
-        )
+        convention = "inclusive" if end_inclusive else "exclusive"
+        raise ValueError(Errors.KF111.format(**where, n=n, convention=convention, hint=hint))
     if "text" in entity and not _same_text(entity["text"], tokens[start:stop]):
         hint = ""
         if _same_text(entity["text"], tokens[start:other_stop]):
             hint = f" The text matches the other end convention: read the file with {other_flag}."
-        raise ValueError(
-            Errors.KF112.format(
-                path=path,
-                line=line,
-                label=label,
-                start=start,
-                end=end,
-                got=tokens[start:stop],
-                expected=entity["text"],
-                hint=hint,
-            )
-        )
+        raise ValueError(Errors.KF112.format(**where, got=tokens[start:stop], expected=entity["text"], hint=hint))
     return (start, stop, label)
 
 

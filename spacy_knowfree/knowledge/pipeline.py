@@ -11,7 +11,7 @@ and the prompts it dropped, for the command line summaries.
 
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import spacy
 from spacy.language import Language
@@ -19,6 +19,8 @@ from spacy.tokens import Doc
 
 from ..constants import EXTENSION_SPANS_KEY
 from ..errors import Errors
+
+PathLike = Union[str, Path]
 
 
 def _import_llm_registry(config: Optional[Dict[str, Any]] = None) -> None:
@@ -43,22 +45,23 @@ def _needs_spacy_llm(block: Any) -> bool:
 
 
 def build_knowledge_pipeline(
-    config_path: Optional[Path],
-    families: List[str],
-    user_dict: Optional[Path],
+    config_path: Optional[PathLike],
+    families: Sequence[str],
+    user_dict: Optional[PathLike],
     overrides: Optional[Dict[str, Any]] = None,
 ) -> Language:
     """The pipeline that writes extension spans: a user config (e.g. an ``llm``
     component with the spacy-knowfree tasks) or the offline jieba lexicon.
 
-    config_path (Optional[Path]): knowledge pipeline config; None for the lexicon.
-    families (List[str]): lexicon families (only without a config).
-    user_dict (Optional[Path]): jieba user dictionary (only without a config).
+    config_path (Optional[PathLike]): knowledge pipeline config; None (or "") for the lexicon.
+    families (Sequence[str]): lexicon families (only without a config).
+    user_dict (Optional[PathLike]): jieba user dictionary (only without a config).
     overrides (Optional[Dict[str, Any]]): config overrides such as
         ``{"vars.endpoint": "http://127.0.0.1:8000/v1/chat/completions"}``.
     RETURNS (Language): the initialized pipeline.
     """
-    if config_path is not None:
+    if config_path:
+        config_path = Path(config_path)
         _check_overrides(config_path, overrides)
         config = spacy.util.load_config(config_path, overrides=overrides or {}, interpolate=True)
         _import_llm_registry(config)
@@ -70,7 +73,7 @@ def build_knowledge_pipeline(
         "knowfree_lexicon",
         config={
             "spans_key": EXTENSION_SPANS_KEY,
-            "families": families,
+            "families": list(families),
             "user_dict": str(user_dict) if user_dict else None,
         },
     )

@@ -27,7 +27,7 @@ JSON; counts 1), ``truncated``, ``unreadable_item``, ``other_block_items``.
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, TypeVar
 
 #: Full-width or CJK punctuation read as its ASCII structural twin outside strings.
 _STRUCTURAL = {
@@ -61,6 +61,8 @@ _MAX_DEPTH = 64
 _BARE_KEY_RE = re.compile(r"[^\s\[\]{}\"'“”‘’「」]{1,40}\Z")
 #: Most top-level starts tried per reply (guards against bracket soup).
 _MAX_STARTS = 256
+#: What a block reader finds in a text (blocks or candidate item lists).
+BlockT = TypeVar("BlockT")
 
 Ranker = Callable[[List[Any]], float]
 
@@ -127,20 +129,26 @@ class _Reader:
             return self.string()
         return self.bare(stops)
 
-    def array(self, depth: int) -> List[Any]:
-        self.i += 1
-        items: List[Any] = []
+    def _next_member(self, closer: str, partial: Any) -> bool:
+        """Skip white space and commas to the next member of an array or
+        object: False (and past it) at its ``closer``; at the end of the text
+        raise _Truncated with the ``partial`` container read so far."""
         while True:
             self._skip_ws()
             if self.i >= self.n:
-                raise _Truncated(items, lost_item=False)
+                raise _Truncated(partial, lost_item=False)
             c = self._peek()
-            if c == "]":
+            if c == closer:
                 self.i += 1
-                return items
-            if c == ",":
-                self.i += 1
-                continue
+                return False
+            if c != ",":
+                return True
+            self.i += 1
+
+    def array(self, depth: int) -> List[Any]:
+        self.i += 1
+        items: List[Any] = []
+        while self._next_member("]", items):
             start = self.i
             try:
                 items.append(self.value(",]}\n", depth))
@@ -150,22 +158,13 @@ class _Reader:
                 self.unreadable += 1
                 self.i = start
                 self._skip_past_item("]")
+        return items
 
     def obj(self, depth: int) -> Dict[str, Any]:
         """Read an object; a malformed pair makes the whole object unreadable."""
         self.i += 1
         result: Dict[str, Any] = {}
-        while True:
-            self._skip_ws()
-            if self.i >= self.n:
-                raise _Truncated(result, lost_item=False)
-            c = self._peek()
-            if c == "}":
-                self.i += 1
-                return result
-            if c == ",":
-                self.i += 1
-                continue
+        while self._next_member("}", result):
             key: Optional[str] = None
             try:
                 if self.s[self.i] in _QUOTES:
@@ -186,6 +185,7 @@ class _Reader:
                     result[key] = err.partial
                 raise _Truncated(result, lost_item=True) from err
             result[key] = value
+        return result
 
     def string(self) -> str:
         opening = self.s[self.i]
@@ -354,6 +354,13 @@ def _candidates(text: str) -> List[_Candidate]:
     return groups
 
 
+def _fenced_first(text: str, read: Callable[[str], List[BlockT]]) -> List[BlockT]:
+    """What ``read`` finds in the fenced blocks of ``text``: fenced blocks win,
+    the whole text is read when fences hold nothing."""
+    found = [block for match in _FENCE_RE.finditer(text) for block in read(match.group(1))]
+    return found or read(text)
+
+
 def _best(candidates: List[Any], rank: Callable[[Any], float]) -> int:
     """Index of the highest-ranked candidate (the first one on ties); a
     ranking function that raises scores 0, it must never break parsing."""
@@ -382,12 +389,7 @@ def parse_json_value(reply: Any, rank: Optional[Callable[[Any], float]] = None) 
     """
     if not isinstance(reply, str) or not reply.strip():
         return None
-    text = _THINK_RE.sub("", reply)
-    blocks: List[_Block] = []
-    for match in _FENCE_RE.finditer(text):
-        blocks.extend(_data_blocks(match.group(1)))
-    if not blocks:
-        blocks = _data_blocks(text)
+    blocks = _fenced_first(_THINK_RE.sub("", reply), _data_blocks)
     if not blocks:
         return None
     values = [b.value for b in blocks]
@@ -407,12 +409,7 @@ def parse_json_items(reply: Any, rank: Optional[Ranker] = None) -> ParsedReply:
     if not isinstance(reply, str) or not reply.strip():
         result.dropped["no_json"] += 1
         return result
-    candidates: List[_Candidate] = []
-    # Fenced blocks win; the whole reply is read when fences hold nothing.
-    for match in _FENCE_RE.finditer(reply):
-        candidates.extend(_candidates(match.group(1)))
-    if not candidates:
-        candidates = _candidates(reply)
+    candidates = _fenced_first(reply, _candidates)
     if not candidates:
         result.dropped["no_json"] += 1
         return result

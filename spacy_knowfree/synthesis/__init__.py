@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Dict, List
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time see __getattr__
     from ..llm.runner import LLMRunner
-    from .annotation import SyntheticAnnotator, build_knowledge, flag_synthetic, is_synthetic_doc, load_annotator
+    from .annotation import SyntheticAnnotator, flag_synthetic, is_synthetic_doc, load_annotator
     from .augmenter import Augmenter, AugmenterBase, read_template_override
     from .explanations import SynthesisSettings, Synthesizer, synthesize
     from .filters import FilterSettings, filter_generation
@@ -46,10 +46,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time see __getattr__
 #: public name -> the module (relative to this package) that defines it
 _MODULE_OF: Dict[str, str] = {
     "LLMRunner": "..llm.runner",
-    **{
-        name: ".annotation"
-        for name in ("SyntheticAnnotator", "build_knowledge", "flag_synthetic", "is_synthetic_doc", "load_annotator")
-    },
+    **{name: ".annotation" for name in ("SyntheticAnnotator", "flag_synthetic", "is_synthetic_doc", "load_annotator")},
     **{name: ".augmenter" for name in ("Augmenter", "AugmenterBase", "read_template_override")},
     **{name: ".explanations" for name in ("SynthesisSettings", "Synthesizer", "synthesize")},
     **{name: ".filters" for name in ("FilterSettings", "filter_generation")},
@@ -82,7 +79,6 @@ __all__ = [
     "SynthesisSettings",
     "Synthesizer",
     "SyntheticAnnotator",
-    "build_knowledge",
     "clean_generation",
     "filter_generation",
     "find_mentions",

@@ -5,7 +5,7 @@ flag (weight ``beta`` in the knowfree loss, eq. 19) with the doc's provenance.
 """
 
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Iterable, List, Optional, Sequence, Tuple, Union
 
 import spacy
 from spacy.language import Language
@@ -15,7 +15,6 @@ from tqdm import tqdm
 from ..component import KnowFREE, find_knowfree
 from ..constants import EXTENSION_SPANS_KEY, PROVENANCE_KEY, SYNTHETIC_FLAG
 from ..errors import Errors
-from ..knowledge.pipeline import build_knowledge_pipeline
 from .summary import Summary
 
 PathLike = Union[str, Path]
@@ -49,18 +48,6 @@ def annotator_component(annotator: Language, path: Any = "(given pipeline)") -> 
     if knowfree is None:
         raise ValueError(Errors.KF300.format(path=path, pipes=annotator.pipe_names))
     return knowfree
-
-
-def build_knowledge(
-    config_path: Optional[PathLike],
-    families: Sequence[str],
-    user_dict: Optional[PathLike],
-    overrides: Optional[Dict[str, Any]] = None,
-) -> Language:
-    """The extension-span pipeline of ``knowfree extend`` (jieba lexicon by default)."""
-    return build_knowledge_pipeline(
-        Path(config_path) if config_path else None, list(families), Path(user_dict) if user_dict else None, overrides
-    )
 
 
 def _spans_overlap(spans: Sequence[Span]) -> bool:

@@ -32,12 +32,11 @@ import random
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from spacy.tokens import Doc
 from tqdm import tqdm
 
-from ..constants import TARGET_SPANS_KEY
 from ..errors import Errors
 from ..llm.runner import LLMRunner
 from ..llm.tasks.prompts import PromptRenderer
@@ -246,23 +245,22 @@ class EntityGenerationAugmenter(AugmenterBase):
         self,
         runner: LLMRunner,
         *,
-        lang: str = "zh",
-        spans_key: str = TARGET_SPANS_KEY,
         settings: Optional[GenerationSettings] = None,
         generation_template: Optional[str] = None,
         diversification_template: Optional[str] = None,
-        make_doc: Optional[Callable[[str], Doc]] = None,
-        set_ents: bool = True,
+        **common: Any,
     ):
-        """generation_template / diversification_template (Optional[str]):
-        Jinja templates (default: the built-in ones in ``lang``); the other
-        arguments as for :class:`~spacy_knowfree.synthesis.augmenter.AugmenterBase`."""
-        super().__init__(runner, lang=lang, spans_key=spans_key, make_doc=make_doc, set_ents=set_ents)
+        """settings (Optional[GenerationSettings]): sampling and filtering settings.
+        generation_template / diversification_template (Optional[str]):
+        Jinja templates (default: the built-in ones in ``lang``); ``common``:
+        lang, spans_key, make_doc, set_ents as for
+        :class:`~spacy_knowfree.synthesis.augmenter.AugmenterBase`."""
+        super().__init__(runner, **common)
         self.settings = settings or GenerationSettings()
         self.settings.check()
-        self.generation = PromptRenderer(generation_template or read_template_override(None, "generation", lang))
+        self.generation = PromptRenderer(generation_template or read_template_override(None, "generation", self.lang))
         self.diversification = PromptRenderer(
-            diversification_template or read_template_override(None, "diversification", lang)
+            diversification_template or read_template_override(None, "diversification", self.lang)
         )
         self.pool = EntityPool()
 

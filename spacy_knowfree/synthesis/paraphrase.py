@@ -14,13 +14,12 @@ unchanged) and ``duplicate``.
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from spacy.tokens import Doc
 from spacy.util import minibatch
 from tqdm import tqdm
 
-from ..constants import TARGET_SPANS_KEY
 from ..errors import Errors
 from ..llm.parsing import parse_json_items
 from ..llm.runner import LLMRunner
@@ -112,21 +111,19 @@ class ParaphraseAugmenter(AugmenterBase):
         self,
         runner: LLMRunner,
         *,
-        lang: str = "zh",
-        spans_key: str = TARGET_SPANS_KEY,
         settings: Optional[ParaphraseSettings] = None,
         template: Optional[str] = None,
-        make_doc: Optional[Callable[[str], Doc]] = None,
-        set_ents: bool = True,
+        **common: Any,
     ):
-        """template (Optional[str]): Jinja template (default: the built-in
-        one in ``lang``); the other arguments as for
+        """settings (Optional[ParaphraseSettings]): paraphrasing and filter settings.
+        template (Optional[str]): Jinja template (default: the built-in one in
+        ``lang``); ``common``: lang, spans_key, make_doc, set_ents as for
         :class:`~spacy_knowfree.synthesis.augmenter.AugmenterBase`."""
-        super().__init__(runner, lang=lang, spans_key=spans_key, make_doc=make_doc, set_ents=set_ents)
+        super().__init__(runner, **common)
         self.settings = settings or ParaphraseSettings()
-        self.settings.filters.lang = lang
+        self.settings.filters.lang = self.lang
         self.settings.check()
-        self.renderer = PromptRenderer(template or read_template_override(None, "paraphrase", lang))
+        self.renderer = PromptRenderer(template or read_template_override(None, "paraphrase", self.lang))
 
     def prompt(self, doc: Doc) -> str:
         """The paraphrase prompt of a source doc."""

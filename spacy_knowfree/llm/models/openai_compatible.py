@@ -67,7 +67,8 @@ logger = logging.getLogger("spacy_knowfree.llm")
 
 
 class OpenAICompatibleModel:
-    """spacy-llm model: ``__call__`` maps prompts per doc to replies per doc."""
+    """spacy-llm model: ``__call__`` maps prompts per doc to replies per doc
+    (registered as ``spacy-knowfree.OpenAICompatible.v1``)."""
 
     #: seconds that running requests get to arrive after Ctrl-C
     interrupt_grace: float = 2.0
@@ -86,13 +87,34 @@ class OpenAICompatibleModel:
         max_backoff: float = 60.0,
         concurrency: int = 4,
         system_prompt: Optional[str] = None,
-        extra_params: Optional[Dict[str, Any]] = None,
-        headers: Optional[Dict[str, str]] = None,
+        extra_params: Dict[str, Any] = {},
+        headers: Dict[str, str] = {},
         context_length: Optional[int] = None,
         cache: Optional[ResponseCache] = None,
         max_reply_chars: int = 200_000,
     ):
-        """See :func:`make_openai_compatible_model`."""
+        """Chat completions from an OpenAI-compatible server.
+
+        endpoint (str): full URL of the chat completions route; the only address called.
+        model (str): model name sent in the request body.
+        api_key_env (Optional[str]): NAME of the environment variable holding the
+            API key; no key, no Authorization header.
+        temperature (float): sampling temperature.
+        max_tokens (int): most tokens per reply (sent as ``max_tokens``).
+        timeout (float): seconds to wait for a reply before retrying.
+        max_retries (int): retries after the first attempt.
+        backoff (float): first retry delay in seconds, doubled each retry.
+        max_backoff (float): longest delay, also the cap on Retry-After.
+        concurrency (int): requests in flight at once.
+        system_prompt (Optional[str]): optional system message.
+        extra_params (Dict[str, Any]): more body fields (top_p, seed, stop, ...).
+        headers (Dict[str, str]): extra HTTP headers.
+        context_length (Optional[int]): the model's context in tokens; enables
+            spacy-llm's sharding of long docs.
+        cache (Optional[ResponseCache]): reply cache (spacy-knowfree.ResponseCache.v1).
+        max_reply_chars (int): longest reply kept; longer ones are cut there and
+            recorded as ``too_long``.
+        """
         self.endpoint = check_endpoint(endpoint, BACKEND_NAME)
         checks = [
             ("concurrency", concurrency, isinstance(concurrency, int) and concurrency >= 1, "Use 1 or more."),
@@ -161,12 +183,7 @@ class OpenAICompatibleModel:
 
     def generation_params(self) -> Dict[str, Any]:
         """Everything besides the prompt that shapes a reply (part of the cache key)."""
-        return {
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-            "system_prompt": self.system_prompt,
-            "extra_params": self.extra_params,
-        }
+        return {name: getattr(self, name) for name in ("temperature", "max_tokens", "system_prompt", "extra_params")}
 
     def _redact(self, text: Any) -> str:
         return redact(text, self._secrets)
@@ -482,63 +499,5 @@ class OpenAICompatibleModel:
         return pending.in_order()
 
 
-@registry.llm_models("spacy-knowfree.OpenAICompatible.v1")
-def make_openai_compatible_model(
-    endpoint: str,
-    model: str,
-    api_key_env: Optional[str] = None,
-    temperature: float = 0.0,
-    max_tokens: int = 512,
-    timeout: float = 60.0,
-    max_retries: int = 5,
-    backoff: float = 1.0,
-    max_backoff: float = 60.0,
-    concurrency: int = 4,
-    system_prompt: Optional[str] = None,
-    extra_params: Dict[str, Any] = {},
-    headers: Dict[str, str] = {},
-    context_length: Optional[int] = None,
-    cache: Optional[ResponseCache] = None,
-    max_reply_chars: int = 200_000,
-) -> OpenAICompatibleModel:
-    """Chat completions from an OpenAI-compatible server.
-
-    endpoint (str): full URL of the chat completions route; the only address called.
-    model (str): model name sent in the request body.
-    api_key_env (Optional[str]): NAME of the environment variable holding the
-        API key; no key, no Authorization header.
-    temperature (float): sampling temperature.
-    max_tokens (int): most tokens per reply (sent as ``max_tokens``).
-    timeout (float): seconds to wait for a reply before retrying.
-    max_retries (int): retries after the first attempt.
-    backoff (float): first retry delay in seconds, doubled each retry.
-    max_backoff (float): longest delay, also the cap on Retry-After.
-    concurrency (int): requests in flight at once.
-    system_prompt (Optional[str]): optional system message.
-    extra_params (Dict[str, Any]): more body fields (top_p, seed, stop, ...).
-    headers (Dict[str, str]): extra HTTP headers.
-    context_length (Optional[int]): the model's context in tokens; enables
-        spacy-llm's sharding of long docs.
-    cache (Optional[ResponseCache]): reply cache (spacy-knowfree.ResponseCache.v1).
-    max_reply_chars (int): longest reply kept; longer ones are cut there and
-        recorded as ``too_long``.
-    RETURNS (OpenAICompatibleModel): the model.
-    """
-    return OpenAICompatibleModel(
-        endpoint,
-        model,
-        api_key_env=api_key_env,
-        temperature=temperature,
-        max_tokens=max_tokens,
-        timeout=timeout,
-        max_retries=max_retries,
-        backoff=backoff,
-        max_backoff=max_backoff,
-        concurrency=concurrency,
-        system_prompt=system_prompt,
-        extra_params=extra_params,
-        headers=headers,
-        context_length=context_length,
-        cache=cache,
-        max_reply_chars=max_reply_chars,
-    )
+#: The class is the registered function: its ``__init__`` documents the settings.
+make_openai_compatible_model = registry.llm_models("spacy-knowfree.OpenAICompatible.v1")(OpenAICompatibleModel)

@@ -16,6 +16,7 @@ ranges with labels in shard coordinates) and may override
 
 import abc
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Type, TypeVar, cast
 
@@ -26,6 +27,7 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example
 from spacy_llm.ty import FewshotExample, ShardMapper
 
+from ...constants import EXTENSION_SPANS_KEY
 from ..parsing import ParsedReply, parse_json_items
 from .placement import char_range_to_span, check_alignment_mode, dedupe_spans
 from .prompts import PromptedTask
@@ -68,39 +70,45 @@ def read_best_block(
     return parsed, read(parsed.items, stats)
 
 
+@dataclass
+class TaskSettings:
+    """What every label-extension task is set up with: the settings that the
+    registered tasks share.
+
+    lang (str): language of the built-in prompt, "zh" or "en".
+    template (Optional[str]): a custom Jinja template (e.g. via spacy.FileReader.v1);
+        overrides ``lang``.
+    prompt_examples (Optional[List[FewshotExample]]): few-shot examples; the
+        registered tasks read them from their ``examples`` setting
+        (spacy.FewShotReader.v1).
+    spans_key (str): ``doc.spans`` key the spans are appended to.
+    alignment_mode (str): ``doc.char_span`` alignment mode ("expand" default).
+    shard_mapper (Optional[ShardMapper]): splits docs that exceed the
+        model's context; defaults to spacy-llm's mapper with a CJK-aware
+        token estimator.
+    """
+
+    lang: str = "zh"
+    template: Optional[str] = None
+    prompt_examples: Optional[List[FewshotExample]] = None
+    spans_key: str = EXTENSION_SPANS_KEY
+    alignment_mode: str = "expand"
+    shard_mapper: Optional[ShardMapper] = None
+
+
 class ExtensionTask(PromptedTask, abc.ABC):
     """Base class of the KnowFREE label-extension tasks (spacy-llm task protocol)."""
 
     #: Label family written before the colon of every label ("ENT", "SEG", "POS").
     family: str = ""
+    #: Few-shot example class (generated at initialize, restored from disk).
+    example_type: Type[FewshotExample]
 
-    def __init__(
-        self,
-        *,
-        lang: str,
-        template: Optional[str],
-        prompt_example_type: Type[FewshotExample],
-        prompt_examples: Optional[List[FewshotExample]],
-        shard_mapper: Optional[ShardMapper],
-        spans_key: str,
-        alignment_mode: str,
-    ):
-        """Set up the shared parts.
-
-        lang (str): language of the built-in template ("zh" or "en").
-        template (Optional[str]): a custom Jinja template; overrides ``lang``.
-        prompt_example_type (Type[FewshotExample]): few-shot example class.
-        prompt_examples (Optional[List[FewshotExample]]): few-shot examples.
-        shard_mapper (Optional[ShardMapper]): splits docs that exceed the
-            model's context; defaults to spacy-llm's mapper with a CJK-aware
-            token estimator.
-        spans_key (str): ``doc.spans`` key the spans are appended to.
-        alignment_mode (str): ``doc.char_span`` alignment mode.
-        """
-        self._init_prompt(lang, template, prompt_examples, spans_key)
-        self._prompt_example_type = prompt_example_type
-        self._shard_mapper = default_shard_mapper(shard_mapper)
-        self._alignment_mode = check_alignment_mode(alignment_mode)
+    def __init__(self, settings: TaskSettings):
+        """Set up the shared parts from ``settings``."""
+        self._init_prompt(settings.lang, settings.template, settings.prompt_examples, settings.spans_key)
+        self._shard_mapper = default_shard_mapper(settings.shard_mapper)
+        self._alignment_mode = check_alignment_mode(settings.alignment_mode)
         self._origins: Dict[int, Tuple[Doc, Doc, int]] = {}
 
     # ------------------------------------------------------------------ properties
@@ -237,7 +245,7 @@ class ExtensionTask(PromptedTask, abc.ABC):
         for eg in get_examples():
             if 0 <= n_prompt_examples <= len(self._prompt_examples):
                 break
-            generated = self._prompt_example_type.generate(eg, self)
+            generated = self.example_type.generate(eg, self)
             if generated is not None:
                 self._prompt_examples.append(generated)
 
@@ -253,7 +261,7 @@ class ExtensionTask(PromptedTask, abc.ABC):
         return [eg.model_dump() for eg in self._prompt_examples]
 
     def _set_examples(self, data: List[Dict[str, Any]]) -> None:
-        self._prompt_examples = [self._prompt_example_type.model_validate(eg) for eg in data]
+        self._prompt_examples = [self.example_type.model_validate(eg) for eg in data]
 
     def to_bytes(self, *, exclude: Tuple[str] = cast(Tuple[str], tuple())) -> bytes:
         """Serialize the task's prompt examples and settings."""

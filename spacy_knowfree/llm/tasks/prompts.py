@@ -77,14 +77,14 @@ class PromptedTask:
     """What every spacy-knowfree task with a built-in prompt shares.
 
     Subclasses name their template with ``task_name`` and ``template_version``
-    (the version of their registered name: ``spacy-knowfree.X.v1`` reads
-    ``templates/<task_name>.v1.<lang>.jinja``) and call :meth:`_init_prompt`.
+    (the version of their registered name, ``v1`` unless set: ``spacy-knowfree.X.v1``
+    reads ``templates/<task_name>.v1.<lang>.jinja``) and call :meth:`_init_prompt`.
     """
 
     #: Name of the built-in template files (``templates/<task_name>.<version>.<lang>.jinja``).
     task_name: str = ""
     #: Template version read by the registered task (``"v1"`` for ``spacy-knowfree.X.v1``).
-    template_version: str = ""
+    template_version: str = DEFAULT_VERSION
 
     def _init_prompt(
         self, lang: str, template: Optional[str], prompt_examples: Optional[List[Any]], spans_key: str

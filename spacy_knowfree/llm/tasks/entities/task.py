@@ -16,7 +16,7 @@ from spacy_llm.registry import registry
 from spacy_llm.ty import ExamplesConfigType, ShardMapper
 
 from ....constants import EXTENSION_SPANS_KEY
-from ..base import ExtensionTask, Placement, read_best_block
+from ..base import ExtensionTask, Placement, TaskSettings, read_best_block
 from ..examples import EntityExample, read_examples
 from ..placement import find_occurrences
 
@@ -150,32 +150,13 @@ class ExtensionEntitiesTask(ExtensionTask):
     """spacy-llm task writing ``ENT:<type>`` spans for the entities an LLM names."""
 
     family = "ENT"
-    task_name = "entities"
     #: ``spacy-knowfree.ExtensionEntities.v1`` reads ``templates/entities.v1.<lang>.jinja``.
-    template_version = "v1"
+    task_name = "entities"
+    example_type = EntityExample
 
-    def __init__(
-        self,
-        *,
-        lang: str = "zh",
-        template: Optional[str] = None,
-        prompt_examples: Optional[List[EntityExample]] = None,
-        labels: Iterable[str] = (),
-        restrict_to_labels: bool = False,
-        shard_mapper: Optional[ShardMapper] = None,
-        spans_key: str = EXTENSION_SPANS_KEY,
-        alignment_mode: str = "expand",
-    ):
+    def __init__(self, settings: TaskSettings, labels: Iterable[str] = (), restrict_to_labels: bool = False):
         """See :func:`make_extension_entities_task`."""
-        super().__init__(
-            lang=lang,
-            template=template,
-            prompt_example_type=EntityExample,
-            prompt_examples=prompt_examples,
-            shard_mapper=shard_mapper,
-            spans_key=spans_key,
-            alignment_mode=alignment_mode,
-        )
+        super().__init__(settings)
         self._labels: List[str] = []
         for label in labels:
             self.add_label(label)
@@ -261,25 +242,16 @@ def make_extension_entities_task(
 ) -> ExtensionEntitiesTask:
     """Extension-entity annotation (P_ent) as a spacy-llm task.
 
-    lang (str): language of the built-in prompt, "zh" or "en".
-    template (Optional[str]): custom Jinja template (e.g. via spacy.FileReader.v1).
-    examples (ExamplesConfigType): few-shot examples (spacy.FewShotReader.v1).
     labels (Union[List[str], str]): entity types suggested in the prompt
         (list or comma-separated string); empty lets the model choose.
     restrict_to_labels (bool): drop entities whose type is not in ``labels``.
     spans_key (str): doc.spans key to append ``ENT:<type>`` spans to.
-    alignment_mode (str): doc.char_span alignment mode ("expand" default).
-    shard_mapper (Optional[ShardMapper]): splits docs exceeding the context.
+    lang, template, examples, alignment_mode, shard_mapper: as for every
+        extension task (:class:`~spacy_knowfree.llm.tasks.base.TaskSettings`).
     RETURNS (ExtensionEntitiesTask): the task.
     """
     label_list = [x.strip() for x in labels.split(",")] if isinstance(labels, str) else list(labels)
-    return ExtensionEntitiesTask(
-        lang=lang,
-        template=template,
-        prompt_examples=read_examples(examples, EntityExample),
-        labels=[x for x in label_list if x],
-        restrict_to_labels=restrict_to_labels,
-        shard_mapper=shard_mapper,
-        spans_key=spans_key,
-        alignment_mode=alignment_mode,
+    settings = TaskSettings(
+        lang, template, read_examples(examples, EntityExample), spans_key, alignment_mode, shard_mapper
     )
+    return ExtensionEntitiesTask(settings, [x for x in label_list if x], restrict_to_labels)

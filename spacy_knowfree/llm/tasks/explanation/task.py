@@ -135,9 +135,8 @@ class ExplanationTask(PromptedTask):
 class EntityExplanationTask(ExplanationTask):
     """P_exp: continue the sentence and explain each target entity in context."""
 
-    task_name = "explanation"
     #: ``spacy-knowfree.EntityExplanation.v1`` reads ``templates/explanation.v1.<lang>.jinja``.
-    template_version = "v1"
+    task_name = "explanation"
     prompt_id = P_EXP
 
     def _prompt_data(self, doc: Doc) -> Dict[str, Any]:
@@ -147,9 +146,8 @@ class EntityExplanationTask(ExplanationTask):
 class ExtensionDescriptionTask(ExplanationTask):
     """P_ext: extract key phrases, continue the sentence and explain them."""
 
-    task_name = "description"
     #: ``spacy-knowfree.ExtensionDescription.v1`` reads ``templates/description.v1.<lang>.jinja``.
-    template_version = "v1"
+    task_name = "description"
     prompt_id = P_EXT
 
 

@@ -21,7 +21,7 @@ from spacy_llm.ty import ExamplesConfigType, ShardMapper
 
 from ....constants import CJK_RANGES, EXTENSION_SPANS_KEY, SEG_WORD_LABEL
 from ....pos_tags import UPOS_TAGS
-from ..base import ExtensionTask, Placement, read_best_block
+from ..base import ExtensionTask, Placement, TaskSettings, read_best_block
 from ..examples import POSExample, read_examples
 from ..placement import align_in_order, non_overlapping, place_in_order
 
@@ -103,33 +103,19 @@ class POSTaggingTask(ExtensionTask):
     """spacy-llm task writing ``POS:<TAG>`` spans over the doc's segmentation."""
 
     family = "POS"
-    task_name = "pos"
     #: ``spacy-knowfree.POSTagging.v1`` reads ``templates/pos.v1.<lang>.jinja``.
-    template_version = "v1"
+    task_name = "pos"
+    example_type = POSExample
 
     def __init__(
         self,
-        *,
-        lang: str = "zh",
-        template: Optional[str] = None,
-        prompt_examples: Optional[List[POSExample]] = None,
+        settings: TaskSettings,
         tags: Sequence[str] = UPOS_TAGS,
         seg_label: str = SEG_WORD_LABEL,
         fallback_tag: str = "X",
-        shard_mapper: Optional[ShardMapper] = None,
-        spans_key: str = EXTENSION_SPANS_KEY,
-        alignment_mode: str = "expand",
     ):
         """See :func:`make_pos_task`."""
-        super().__init__(
-            lang=lang,
-            template=template,
-            prompt_example_type=POSExample,
-            prompt_examples=prompt_examples,
-            shard_mapper=shard_mapper,
-            spans_key=spans_key,
-            alignment_mode=alignment_mode,
-        )
+        super().__init__(settings)
         self._tags = list(tags)
         self._seg_label = seg_label
         self._fallback_label = f"POS:{fallback_tag}"
@@ -217,26 +203,16 @@ def make_pos_task(
 ) -> POSTaggingTask:
     """POS tagging (P_pos) over the doc's segmentation, writing ``POS:<TAG>`` spans.
 
-    lang (str): language of the built-in prompt, "zh" or "en".
-    template (Optional[str]): custom Jinja template (e.g. via spacy.FileReader.v1).
-    examples (ExamplesConfigType): few-shot examples (spacy.FewShotReader.v1).
     tags (List[str]): tag set named in the prompt (default: the 17 UPOS tags;
         empty: let the model choose).
     seg_label (str): label of the spans (under ``spans_key``) whose text are the words.
     fallback_tag (str): tag for words the reply leaves untagged.
     spans_key (str): doc.spans key to read words from and append spans to.
-    alignment_mode (str): doc.char_span alignment mode ("expand" default).
-    shard_mapper (Optional[ShardMapper]): splits docs exceeding the context.
+    lang, template, examples, alignment_mode, shard_mapper: as for every
+        extension task (:class:`~spacy_knowfree.llm.tasks.base.TaskSettings`).
     RETURNS (POSTaggingTask): the task.
     """
-    return POSTaggingTask(
-        lang=lang,
-        template=template,
-        prompt_examples=read_examples(examples, POSExample),
-        tags=tags,
-        seg_label=seg_label,
-        fallback_tag=fallback_tag,
-        shard_mapper=shard_mapper,
-        spans_key=spans_key,
-        alignment_mode=alignment_mode,
+    settings = TaskSettings(
+        lang, template, read_examples(examples, POSExample), spans_key, alignment_mode, shard_mapper
     )
+    return POSTaggingTask(settings, tags, seg_label, fallback_tag)

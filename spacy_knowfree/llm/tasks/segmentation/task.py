@@ -14,7 +14,7 @@ from spacy_llm.registry import registry
 from spacy_llm.ty import ExamplesConfigType, ShardMapper
 
 from ....constants import EXTENSION_SPANS_KEY, SEG_WORD_LABEL
-from ..base import ExtensionTask, Placement, read_best_block
+from ..base import ExtensionTask, Placement, TaskSettings, read_best_block
 from ..examples import SegmentationExample, read_examples
 from ..placement import align_in_order, place_in_order
 
@@ -68,32 +68,13 @@ class SegmentationTask(ExtensionTask):
     """spacy-llm task writing ``SEG:WORD`` spans for an LLM's word segmentation."""
 
     family = "SEG"
-    task_name = "segmentation"
     #: ``spacy-knowfree.Segmentation.v1`` reads ``templates/segmentation.v1.<lang>.jinja``.
-    template_version = "v1"
+    task_name = "segmentation"
+    example_type = SegmentationExample
 
-    def __init__(
-        self,
-        *,
-        lang: str = "zh",
-        template: Optional[str] = None,
-        prompt_examples: Optional[List[SegmentationExample]] = None,
-        read_plain_text: bool = True,
-        shard_mapper: Optional[ShardMapper] = None,
-        spans_key: str = EXTENSION_SPANS_KEY,
-        alignment_mode: str = "expand",
-        label: str = SEG_WORD_LABEL,
-    ):
+    def __init__(self, settings: TaskSettings, read_plain_text: bool = True, label: str = SEG_WORD_LABEL):
         """See :func:`make_segmentation_task`."""
-        super().__init__(
-            lang=lang,
-            template=template,
-            prompt_example_type=SegmentationExample,
-            prompt_examples=prompt_examples,
-            shard_mapper=shard_mapper,
-            spans_key=spans_key,
-            alignment_mode=alignment_mode,
-        )
+        super().__init__(settings)
         self._read_plain_text = read_plain_text
         self._label = label
 
@@ -123,22 +104,14 @@ def make_segmentation_task(
 ) -> SegmentationTask:
     """Word segmentation (P_seg) as a spacy-llm task, writing ``SEG:WORD`` spans.
 
-    lang (str): language of the built-in prompt, "zh" or "en".
-    template (Optional[str]): custom Jinja template (e.g. via spacy.FileReader.v1).
-    examples (ExamplesConfigType): few-shot examples (spacy.FewShotReader.v1).
     read_plain_text (bool): also read replies without JSON whose first line
         separates words with spaces, "/" or "|".
     spans_key (str): doc.spans key to append spans to.
-    alignment_mode (str): doc.char_span alignment mode ("expand" default).
-    shard_mapper (Optional[ShardMapper]): splits docs exceeding the context.
+    lang, template, examples, alignment_mode, shard_mapper: as for every
+        extension task (:class:`~spacy_knowfree.llm.tasks.base.TaskSettings`).
     RETURNS (SegmentationTask): the task.
     """
-    return SegmentationTask(
-        lang=lang,
-        template=template,
-        prompt_examples=read_examples(examples, SegmentationExample),
-        read_plain_text=read_plain_text,
-        shard_mapper=shard_mapper,
-        spans_key=spans_key,
-        alignment_mode=alignment_mode,
+    settings = TaskSettings(
+        lang, template, read_examples(examples, SegmentationExample), spans_key, alignment_mode, shard_mapper
     )
+    return SegmentationTask(settings, read_plain_text)
