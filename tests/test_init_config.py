@@ -143,12 +143,16 @@ def test_apply_overrides_keeps_text_without_options_and_replaces_multiline_value
 
 
 # ----------------------------------------------------------------------------- training configs train
-@pytest.mark.parametrize("system,pipe", [("knowfree", "knowfree"), ("spancat", "spancat"), ("ner", "ner")])
-def test_written_cnn_config_trains_with_spacy_train(tmp_path, capsys, corpus, system, pipe):
+@pytest.mark.parametrize(
+    "system,pipeline",
+    [("knowfree", ["knowfree"]), ("spancat", ["spancat"]), ("ner", ["tok2vec", "ner"])],  # ner listens to a tok2vec
+)
+def test_written_cnn_config_trains_with_spacy_train(tmp_path, capsys, corpus, system, pipeline):
     config_path = tmp_path / f"{system}.cfg"
     code, text = run_cli(["init", "config", str(config_path), "--system", system], capsys)
     assert code == 0, text
-    assert load_config(config_path)["nlp"]["pipeline"] == [pipe]
+    assert load_config(config_path)["nlp"]["pipeline"] == pipeline
+    pipe = pipeline[-1]
     train(
         config_path,
         tmp_path / "model",
@@ -160,7 +164,7 @@ def test_written_cnn_config_trains_with_spacy_train(tmp_path, capsys, corpus, sy
         },
     )
     nlp = spacy.load(tmp_path / "model" / "model-last")
-    assert nlp.pipe_names == [pipe]
+    assert nlp.pipe_names == pipeline
     labels = set(nlp.get_pipe(pipe).labels)
     assert {"PER", "LOC", "ORG"} <= labels
 

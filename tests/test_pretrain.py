@@ -1,7 +1,6 @@
 """Pretraining the CPU configs' tok2vec on raw text (spacy pretrain), then
-training from it (--paths.init_tok2vec), for knowfree and the spancat baseline.
-(spaCy's ner wraps its tok2vec inside the parser model, where spacy pretrain
-cannot reach it without a separate tok2vec component.)"""
+training from it (--paths.init_tok2vec), for knowfree and the spancat and ner
+baselines (ner listens to a tok2vec component, which spacy pretrain reaches)."""
 
 import json
 import subprocess
@@ -31,7 +30,8 @@ def _examples(nlp) -> list:
 
 
 def _tok2vec_params(nlp, component: str) -> list:
-    tok2vec = nlp.get_pipe(component).model.get_ref("tok2vec")
+    model = nlp.get_pipe(component).model
+    tok2vec = model if component == "tok2vec" else model.get_ref("tok2vec")
     return [node.get_param(name).copy() for node in tok2vec.walk() for name in node.param_names if node.has_param(name)]
 
 
@@ -40,6 +40,7 @@ def _tok2vec_params(nlp, component: str) -> list:
     [
         ("knowfree_zh_cpu.cfg", "knowfree"),
         ("spancat_zh_cpu.cfg", "spancat"),
+        ("ner_zh_cpu.cfg", "tok2vec"),
     ],
 )
 def test_pretrained_tok2vec_is_where_training_starts(tmp_path, name, component):
