@@ -14,7 +14,13 @@ w/o synonym merging equals ``knowfree+lexicon`` (the lexicon's labels need no
 merging). ``crf`` is the classic peer, a linear-chain CRF on character
 n-gram features (``benchmarks/crf.py``, python-crfsuite from the ``bench``
 extra): c1/c2 are picked on dev, and since its training is deterministic it
-trains once per cell (seed 0) whatever ``--seed`` says.
+trains once per cell (seed 0) whatever ``--seed`` says. The systems that
+learn from unlabeled text (the cell's training pool minus the K subset, gold
+removed; never dev or test text) are opt-in: ``knowfree+lexicon+pretrain`` and
+``spancat+pretrain`` (``spacy pretrain`` of the tok2vec),
+``knowfree+lexicon+unlabeled`` (the text with lexicon extension spans) and
+``knowfree+lexicon+selftrain`` (the text pseudo-labeled by the
+``knowfree+lexicon`` run of the same seed); see ``unlabeled_text.py``.
 
 Finished runs are kept under ``--workdir`` and skipped when the script is run
 again, so an interrupted benchmark resumes where it stopped. Each finished run
@@ -45,7 +51,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 try:
     import fcntl
@@ -62,6 +68,7 @@ from spacy_knowfree.knowledge.pipeline import build_knowledge_pipeline
 from spacy_knowfree.sampling import kshot_indices, sample_kshot
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import unlabeled_text  # noqa: E402
 from machine import cpu_name, versions  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,12 +86,25 @@ SYSTEMS = {
     # text of the cell: the training pool minus the K-shot subset, gold removed
     "knowfree+lexicon+pretrain": ("configs/knowfree_zh_cpu.cfg", "_fused"),
     "spancat+pretrain": ("configs/spancat_zh_cpu.cfg", ""),
+    "ner+pretrain": ("configs/ner_zh_cpu.cfg", ""),
+    # that text with the lexicon's extension spans, target columns out of the
+    # loss (benchmarks/unlabeled_text.py), beside the fusion samples
+    "knowfree+lexicon+unlabeled": ("configs/knowfree_zh_cpu.cfg", "_fused"),
+    # that text pseudo-labeled by the knowfree+lexicon run of the same seed
+    "knowfree+lexicon+selftrain": ("configs/knowfree_zh_cpu.cfg", "_fused"),
 }
 PRETRAIN_SUFFIX = "+pretrain"
+UNLABELED_SUFFIXES = (PRETRAIN_SUFFIX, "+unlabeled", "+selftrain")
 DEFAULT_SYSTEMS = ["knowfree", "knowfree+lexicon", "spancat", "ner", "crf"]
-# embedding block of the neural systems' tok2vec per encoder name (None: the
-# config's own spacy.MultiHashEmbed.v2 of ORTH and SHAPE)
-_CHAR_NGRAM_BLOCK = """[components.{component}.model.tok2vec.embed]
+# embedding block of the neural systems' tok2vec per encoder name
+_HASH_BLOCK = """{section}
+@architectures = "spacy.MultiHashEmbed.v2"
+width = ${vars.tok2vec_width}
+attrs = ["ORTH", "SHAPE"]
+rows = [8000, 1000]
+include_static_vectors = false
+"""
+_CHAR_NGRAM_BLOCK = """{section}
 @architectures = "spacy-knowfree.CharNgramEmbed.v1"
 width = ${vars.tok2vec_width}
 attrs = ["ORTH", "SHAPE"]
@@ -92,13 +112,18 @@ rows = [8000, 1000]
 ngram_rows = 20000
 trigrams = false
 word_boundaries = {words}
+boundary_rows = 64
 """
-ENCODERS: Dict[str, Optional[str]] = {
-    "hash": None,
+ENCODERS: Dict[str, str] = {
+    "hash": _HASH_BLOCK,
     "char_ngram": _CHAR_NGRAM_BLOCK.replace("{words}", "false"),
     "char_ngram_words": _CHAR_NGRAM_BLOCK.replace("{words}", "true"),
 }
-DEFAULT_ENCODER = "hash"
+# the packaged CPU configs' own encoder (chosen on dev, notes/encoder_dev.md)
+DEFAULT_ENCODER = "char_ngram_words"
+# the encoder of the runs, run directories and tables made before runs named
+# their encoder (spaCy's MultiHashEmbed, the packaged configs' encoder up to 0.2.0)
+LEGACY_ENCODER = "hash"
 # the CRF has no tok2vec: its records name its features instead
 CRF_ENCODER = "crf: character n-grams"
 # systems whose training has no randomness: one run (seed 0) stands for every seed
@@ -226,22 +251,28 @@ def run(cmd: List[str], log: Path, on_device: bool = True) -> float:
 
 def encoder_config(config: Path, encoder: str, directory: Path) -> Path:
     """``config`` with the tok2vec embedding block of ``encoder`` (:data:`ENCODERS`),
-    written into ``directory`` (a run's own); ``config`` itself for the config's own encoder."""
-    block = ENCODERS[encoder]
-    if block is None:
-        return config
+    written into ``directory`` (a run's own); ``config`` itself when its block is that one."""
     text = config.read_text(encoding="utf8")
-    marker = next((m for m in re.finditer(r"^\[components\.(\w+)\.model\.tok2vec\.embed\]$", text, re.M)), None)
+    # a component's own tok2vec, or a tok2vec component that others listen to
+    marker = next((m for m in re.finditer(r"^\[components\.\w+\.model(\.tok2vec)?\.embed\]$", text, re.M)), None)
     if marker is None:
-        raise ValueError(f"{config} has no [components.NAME.model.tok2vec.embed] block to swap")
+        raise ValueError(
+            f"{config} has no [components.NAME.model.tok2vec.embed] or [components.NAME.model.embed] block"
+        )
     end = text.find("\n[", marker.end())
+    own = text[marker.start() : end + 1 if end >= 0 else len(text)]
+    block = ENCODERS[encoder].replace("{section}", marker.group(0))
+    if _setting_lines(own) == _setting_lines(block):
+        return config
     variant = directory / f"{config.stem}.{encoder}.cfg"
     variant.parent.mkdir(parents=True, exist_ok=True)
-    variant.write_text(
-        text[: marker.start()] + block.replace("{component}", marker.group(1)) + (text[end + 1 :] if end >= 0 else ""),
-        encoding="utf8",
-    )
+    variant.write_text(text[: marker.start()] + block + (text[end + 1 :] if end >= 0 else ""), encoding="utf8")
     return variant
+
+
+def _setting_lines(block: str) -> List[str]:
+    """A config block's lines without comments and blank lines."""
+    return [line.strip() for line in block.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
 
 def run_encoder(system: str, encoder: str) -> str:
@@ -250,9 +281,9 @@ def run_encoder(system: str, encoder: str) -> str:
 
 
 def run_dir(workdir: Path, dataset: str, k: str, system: str, encoder: str, seed: int) -> Path:
-    """Where one run trains (runs of the default encoder keep their old place)."""
+    """Where one run trains (runs of the legacy encoder keep their old place)."""
     name = system.replace("+", "_")
-    if system != "crf" and encoder != DEFAULT_ENCODER:
+    if system != "crf" and encoder != LEGACY_ENCODER:
         name += f"__{encoder}"
     return workdir / dataset / f"k{k}" / name / f"seed{seed}"
 
@@ -271,7 +302,8 @@ def train_and_evaluate(
 ) -> Dict:
     """One run; returns the metrics (cached in ``out/metrics.json``). A
     ``+pretrain`` system first pretrains the tok2vec on the cell's unlabeled
-    text (once per dataset, K, config and encoder)."""
+    text (once per dataset, K, config and encoder); ``+unlabeled`` and
+    ``+selftrain`` add that text to the training file (:func:`with_unlabeled_text`)."""
     config, variant = SYSTEMS[system]
     train = corpus / f"train_{k}{variant}.spacy"
     if system == "crf":
@@ -279,6 +311,13 @@ def train_and_evaluate(
     if variant.startswith("_fused_wo_"):
         write_ablated(corpus / f"train_{k}_fused.spacy", train, variant[len("_fused_wo_") :])
     config_path = encoder_config(ROOT / config, encoder, out)
+
+    def teacher_run(teacher: str, teacher_out: Path) -> Dict:
+        return train_and_evaluate(
+            teacher, corpus, k, seed, teacher_out, max_steps, eval_frequency, patience, encoder, pretrain_epochs
+        )
+
+    train, added = with_unlabeled_text(system, train, corpus, k, seed, out, encoder, teacher_run)
     extra: List[str] = []
     pretrained: Dict = {}
     if system.endswith(PRETRAIN_SUFFIX):
@@ -300,7 +339,34 @@ def train_and_evaluate(
     if pretrained:
         metrics["pretrain"] = {**pretrained, "text": f"training pool minus the K={k} subset, gold removed"}
         metrics["pretrain_epochs"] = pretrain_epochs
+    if added is not None:
+        metrics["unlabeled"] = unlabeled_text.describe(added)
     return {**metrics, "encoder": encoder}
+
+
+def with_unlabeled_text(
+    system: str, train: Path, corpus: Path, k: str, seed: int, out: Path, encoder: str, teacher_run: Callable[..., Dict]
+) -> Tuple[Path, Optional[Path]]:
+    """The training file of ``system`` and the unlabeled docs it adds (None:
+    none): the lexicon-extended unlabeled docs (``+unlabeled``) or the
+    pseudo-labels of the ``knowfree+lexicon`` run of ``seed`` (``+selftrain``,
+    trained first by ``teacher_run`` when missing)."""
+    if system.endswith("+unlabeled"):
+        added = unlabeled_text.extended_unlabeled_docs(run, corpus, k)
+        return unlabeled_text.combined([train, added], corpus / f"{train.stem}_unlabeled.spacy"), added
+    if system.endswith("+selftrain"):
+        teacher = run_dir(out.parents[3], corpus.name, k, "knowfree+lexicon", encoder, seed)
+        teacher_run("knowfree+lexicon", teacher)  # train_on locks its run directory
+        added = unlabeled_text.pseudo_labeled_docs(
+            run, teacher / "model" / "model-best", corpus, k, out / "pseudo.spacy"
+        )
+        return unlabeled_text.combined([train, added], out / "train_selftrain.spacy"), added
+    return train, None
+
+
+def uses_unlabeled_text(system: str) -> bool:
+    """Whether ``system`` needs its cell's unlabeled text (``unlabeled_K.jsonl``)."""
+    return system.endswith(UNLABELED_SUFFIXES)
 
 
 def train_crf(train: Path, corpus: Path, out: Path) -> Dict:
@@ -378,63 +444,65 @@ def train_on(
     extra: Sequence[str] = (),
 ) -> Dict:
     """Train ``config`` on ``train`` (``extra``: more ``spacy train`` arguments),
-    evaluate on the test split; cached in ``out/metrics.json``."""
+    evaluate on the test split; cached in ``out/metrics.json``. One thread at a
+    time trains a run directory (a self-training run may train its teacher)."""
     metrics_path = out / "metrics.json"
-    if metrics_path.exists():
-        return json.loads(metrics_path.read_text())
-    out.mkdir(parents=True, exist_ok=True)
-    train_seconds = run(
-        [
-            sys.executable,
-            "-m",
-            "spacy",
-            "train",
-            config,
-            "--output",
-            str(out / "model"),
-            "--paths.train",
-            str(train),
-            "--paths.dev",
-            str(corpus / "dev.spacy"),
-            "--system.seed",
-            str(seed),
-            "--training.max_steps",
-            str(max_steps),
-            "--training.eval_frequency",
-            str(eval_frequency),
-            "--training.patience",
-            str(patience),
-            *extra,
-        ],
-        out / "train.log",
-    )
-    run(
-        [
-            sys.executable,
-            "-m",
-            "spacy",
-            "evaluate",
-            str(out / "model" / "model-best"),
-            str(corpus / "test.spacy"),
-            "--output",
-            str(out / "evaluate.json"),
-        ],
-        out / "evaluate.log",
-    )
-    scores = json.loads((out / "evaluate.json").read_text())
-    metrics = {
-        "p": scores[f"{scores_prefix}_p"],
-        "r": scores[f"{scores_prefix}_r"],
-        "f": scores[f"{scores_prefix}_f"],
-        "train_seconds": train_seconds,
-        "device": device_name(),
-        "max_steps": max_steps,
-        "eval_frequency": eval_frequency,
-        "patience": patience,
-        "finished": time.strftime("%Y-%m-%d %H:%M"),
-    }
-    metrics_path.write_text(json.dumps(metrics, indent=2))
-    return metrics
+    with unlabeled_text.path_lock(out):
+        if metrics_path.exists():
+            return json.loads(metrics_path.read_text())
+        out.mkdir(parents=True, exist_ok=True)
+        train_seconds = run(
+            [
+                sys.executable,
+                "-m",
+                "spacy",
+                "train",
+                config,
+                "--output",
+                str(out / "model"),
+                "--paths.train",
+                str(train),
+                "--paths.dev",
+                str(corpus / "dev.spacy"),
+                "--system.seed",
+                str(seed),
+                "--training.max_steps",
+                str(max_steps),
+                "--training.eval_frequency",
+                str(eval_frequency),
+                "--training.patience",
+                str(patience),
+                *extra,
+            ],
+            out / "train.log",
+        )
+        run(
+            [
+                sys.executable,
+                "-m",
+                "spacy",
+                "evaluate",
+                str(out / "model" / "model-best"),
+                str(corpus / "test.spacy"),
+                "--output",
+                str(out / "evaluate.json"),
+            ],
+            out / "evaluate.log",
+        )
+        scores = json.loads((out / "evaluate.json").read_text())
+        metrics = {
+            "p": scores[f"{scores_prefix}_p"],
+            "r": scores[f"{scores_prefix}_r"],
+            "f": scores[f"{scores_prefix}_f"],
+            "train_seconds": train_seconds,
+            "device": device_name(),
+            "max_steps": max_steps,
+            "eval_frequency": eval_frequency,
+            "patience": patience,
+            "finished": time.strftime("%Y-%m-%d %H:%M"),
+        }
+        metrics_path.write_text(json.dumps(metrics, indent=2))
+        return metrics
 
 
 def read_runs_log(path: Path) -> Dict[RunKey, Dict]:
@@ -450,7 +518,7 @@ def read_runs_log(path: Path) -> Dict[RunKey, Dict]:
                     record["dataset"],
                     str(record["k"]),
                     record["system"],
-                    record.get("encoder", DEFAULT_ENCODER),
+                    record.get("encoder", LEGACY_ENCODER),
                     int(record["seed"]),
                 )
             except (ValueError, KeyError, TypeError) as err:
@@ -513,7 +581,7 @@ def run_order(key: RunKey) -> Tuple:
 
 def read_table_rows(path: Path) -> Dict[Tuple[str, str, str, str], Tuple[str, ...]]:
     """Rows of a table this script wrote: (dataset, K, system, encoder) -> the
-    row's cells (tables written before the encoder column: the default encoder)."""
+    row's cells (tables written before the encoder column: the legacy encoder)."""
     rows = {}
     if path.exists():
         for line in path.read_text(encoding="utf8").splitlines():
@@ -521,7 +589,7 @@ def read_table_rows(path: Path) -> Dict[Tuple[str, str, str, str], Tuple[str, ..
             if not line.startswith("| ") or cells[0] in ("dataset", "---"):
                 continue
             if len(cells) == 9:
-                cells = cells[:3] + (CRF_ENCODER if cells[2] == "crf" else DEFAULT_ENCODER,) + cells[3:]
+                cells = cells[:3] + (CRF_ENCODER if cells[2] == "crf" else LEGACY_ENCODER,) + cells[3:]
             if len(cells) == 10:
                 rows[cells[:4]] = cells
     return rows
@@ -591,7 +659,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         "--encoder",
         choices=list(ENCODERS),
         default=DEFAULT_ENCODER,
-        help="tok2vec embedding of the neural systems (default: the configs' own)",
+        help=f"tok2vec embedding of the neural systems (default: {DEFAULT_ENCODER}, the configs' own)",
     )
     parser.add_argument(
         "--pretrain-epochs",
@@ -685,7 +753,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     for dataset in args.dataset:  # corpora only for the runs that will train
         to_train = {k for _, corpus, k, _, _ in jobs if corpus.name == dataset}
         fused = any(SYSTEMS[system][1] for system, corpus, _, _, _ in jobs if corpus.name == dataset)
-        unlabeled = any(system.endswith(PRETRAIN_SUFFIX) for system, corpus, _, _, _ in jobs if corpus.name == dataset)
+        unlabeled = any(uses_unlabeled_text(system) for system, corpus, _, _, _ in jobs if corpus.name == dataset)
         if to_train:
             prepare_corpus(
                 dataset,

@@ -13,11 +13,14 @@ its ``configs/*_zh_cpu.cfg`` config, then measures in fresh subprocesses:
 
 Systems: ``knowfree`` (the packaged config as it is), ``knowfree_auto``
 (``max_span_width = "auto"``), ``knowfree_int8`` (``knowfree_auto`` after
-``knowfree quantize``), ``spancat`` and ``ner``. Writes a markdown table to
+``knowfree quantize``), ``knowfree_hash`` (the packaged config with spaCy's
+``MultiHashEmbed`` instead of its character n-gram and jieba word-boundary
+embedding: what the new encoder costs), ``spancat`` and ``ner``. Writes a markdown table to
 ``benchmarks/results/speed.md`` and the numbers, with the ratios under stable
 names (``knowfree_over_ner_1thread``, ``knowfree_over_spancat_1thread``,
 ``train_knowfree_over_spancat``, ``train_knowfree_over_ner``, and the same
-with ``knowfree_auto`` / ``knowfree_int8``), to ``speed.json`` beside it.
+with ``knowfree_auto`` / ``knowfree_int8``; ``knowfree_over_knowfree_hash_1thread``),
+to ``speed.json`` beside it.
 
     python benchmarks/speed.py
 """
@@ -33,17 +36,21 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from accuracy import encoder_config  # noqa: E402
 from machine import cpu_name, versions  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {
     "knowfree": "configs/knowfree_zh_cpu.cfg",
     "knowfree_auto": "configs/knowfree_zh_cpu.cfg",
+    "knowfree_hash": "configs/knowfree_zh_cpu.cfg",
     "spancat": "configs/spancat_zh_cpu.cfg",
     "ner": "configs/ner_zh_cpu.cfg",
 }
 OVERRIDES = {"knowfree_auto": ["--vars.max_span_width", "auto"]}
-SYSTEMS = ["knowfree", "knowfree_auto", "knowfree_int8", "spancat", "ner"]
+SYSTEMS = ["knowfree", "knowfree_auto", "knowfree_int8", "knowfree_hash", "spancat", "ner"]
+# systems whose config swaps the tok2vec's embedding (benchmarks/accuracy.py's encoders)
+ENCODER_VARIANTS = {"knowfree_hash": "hash"}
 LENGTHS = [100, 1000, 5000, 20000]
 TEST_SETS = ("weibo", "resume")
 
@@ -161,6 +168,14 @@ def prepare(workdir: Path, datasets_dir: Path) -> Dict[str, Path]:
     return paths
 
 
+def config_path(system: str, workdir: Path) -> Path:
+    """The config ``system`` trains with (an encoder variant is written into ``workdir``)."""
+    config = ROOT / CONFIGS[system]
+    if system in ENCODER_VARIANTS:
+        return encoder_config(config, ENCODER_VARIANTS[system], workdir / "configs")
+    return config
+
+
 def train(system: str, corpus: Dict[str, Path], workdir: Path, epochs: int) -> Path:
     out = workdir / system
     run(
@@ -169,7 +184,7 @@ def train(system: str, corpus: Dict[str, Path], workdir: Path, epochs: int) -> P
             "-m",
             "spacy",
             "train",
-            CONFIGS[system],
+            str(config_path(system, workdir)),
             "--output",
             str(out),
             "--paths.train",
@@ -203,15 +218,22 @@ def machine() -> str:
 def ratios(results: Dict[str, Dict]) -> Dict[str, float]:
     """knowfree* / peer: inference characters per second (1 and 2 threads;
     above 1: knowfree is faster) and training seconds per step (below 1:
-    knowfree is faster)."""
+    knowfree is faster), for the pairs that ``results`` holds."""
     out: Dict[str, float] = {}
     for system in ("knowfree", "knowfree_auto", "knowfree_int8"):
         for peer in ("ner", "spancat"):
+            if system not in results or peer not in results:
+                continue
             a, b = results[system], results[peer]
             for threads in (1, 2):
                 out[f"{system}_over_{peer}_{threads}thread"] = a[f"chars_per_s_{threads}"] / b[f"chars_per_s_{threads}"]
             if "train_s_per_100_steps" in a:
                 out[f"train_{system}_over_{peer}"] = a["train_s_per_100_steps"] / b["train_s_per_100_steps"]
+    if {"knowfree", "knowfree_hash"} <= set(results):  # what the encoder costs
+        for threads in (1, 2):
+            out[f"knowfree_over_knowfree_hash_{threads}thread"] = (
+                results["knowfree"][f"chars_per_s_{threads}"] / results["knowfree_hash"][f"chars_per_s_{threads}"]
+            )
     return out
 
 
@@ -248,7 +270,12 @@ def main(argv: Optional[List[str]] = None) -> None:
             models[system] = train(system, corpus, args.workdir, args.epochs)
             overrides = {"vars.max_span_width": "auto"} if system == "knowfree_auto" else {}
             res = child(
-                "train", ROOT / CONFIGS[system], str(corpus["train"]), 1, json.dumps(overrides), str(args.train_steps)
+                "train",
+                config_path(system, args.workdir),
+                str(corpus["train"]),
+                1,
+                json.dumps(overrides),
+                str(args.train_steps),
             )
             res = {"train_s_per_100_steps": res["s_per_100_steps"]}
         cfg_path = models[system] / "knowfree" / "cfg"
@@ -264,9 +291,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             print(f"[{system}] memory, {length} characters", flush=True)
             res[f"mem_{length}"] = child("memory", models[system], str(length), 2)
         results[system] = res
-    summary = (
-        ratios(results) if {"knowfree", "knowfree_auto", "knowfree_int8", "ner", "spancat"} <= set(results) else {}
-    )
+    summary = ratios(results)
     write_report(args, argv, results, summary, lengths)
 
 
@@ -297,7 +322,8 @@ def write_report(
         f"- machine: {machine()}",
         f"- models: trained {args.epochs} epochs on assets/sample; `knowfree` is the packaged config, "
         '`knowfree_auto` the same with max_span_width "auto", `knowfree_int8` that one after '
-        "`knowfree quantize`; spancat ngram suggester 1..32",
+        "`knowfree quantize`, `knowfree_hash` the packaged config with spaCy's MultiHashEmbed "
+        "(the encoder before 0.3.0); spancat ngram suggester 1..32",
         "",
         "| measure | " + " | ".join(systems) + " |",
         "|---|" + "---:|" * len(systems),

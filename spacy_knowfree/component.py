@@ -36,7 +36,7 @@ n_biaffine_heads = 4
 n_attention_heads = 10
 attention_window = 3
 dropout = 0.4
-batch_rows = 1024
+batch_rows = 256
 
 [model.tok2vec]
 @architectures = "spacy.Tok2Vec.v2"

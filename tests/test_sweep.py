@@ -42,21 +42,33 @@ def test_encoder_and_train_are_run_options_with_defaults_left_out_of_the_key():
 
 def test_encoder_variant_configs_build_the_embedding_they_name(tmp_path):
     config = sweep.ROOT / "configs" / "knowfree_zh_cpu.cfg"
-    assert sweep.encoder_config(config, "hash", tmp_path) == config
+    # the packaged configs' own encoder is char_ngram_words: no variant is written
+    assert sweep.encoder_config(config, "char_ngram_words", tmp_path) == config
     for name in ("spancat_zh_cpu.cfg", "ner_zh_cpu.cfg"):  # the baselines swap their own component's block
-        variant = sweep.encoder_config(sweep.ROOT / "configs" / name, "char_ngram", tmp_path)
+        own = sweep.ROOT / "configs" / name
+        assert sweep.encoder_config(own, "char_ngram_words", tmp_path) == own
+        variant = sweep.encoder_config(own, "hash", tmp_path)
+        assert variant != own
         spacy.util.load_model_from_config(
             spacy.util.load_config(variant, interpolate=True), auto_fill=True, validate=True
         )
-    for encoder, words in (("char_ngram", False), ("char_ngram_words", True)):
+    expected = {
+        "hash": ("spacy.MultiHashEmbed.v2", None),
+        "char_ngram": ("spacy-knowfree.CharNgramEmbed.v1", False),
+        "char_ngram_words": ("spacy-knowfree.CharNgramEmbed.v1", True),
+    }
+    for encoder, (architecture, words) in expected.items():
         variant = sweep.encoder_config(config, encoder, tmp_path)
         loaded = spacy.util.load_config(variant, interpolate=True)
         embed = loaded["components"]["knowfree"]["model"]["tok2vec"]["embed"]
-        assert embed["@architectures"] == "spacy-knowfree.CharNgramEmbed.v1"
-        assert embed["word_boundaries"] is words
+        assert embed["@architectures"] == architecture
         nlp = spacy.util.load_model_from_config(loaded, auto_fill=True, validate=True)
-        features = next(node for node in nlp.get_pipe("knowfree").model.walk() if node.name == "char_ngram_features")
-        assert features.attrs["word_boundaries"] is words
+        features = [node for node in nlp.get_pipe("knowfree").model.walk() if node.name == "char_ngram_features"]
+        if words is None:
+            assert not features
+        else:
+            assert embed["word_boundaries"] is words
+            assert features[0].attrs["word_boundaries"] is words
 
 
 def test_sweep_reads_no_test_file_and_resumes(tmp_path, monkeypatch):

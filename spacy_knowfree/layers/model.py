@@ -23,7 +23,7 @@ def build_knowfree_model(
     n_attention_heads: int = 10,
     attention_window: int = 3,
     dropout: float = 0.4,
-    batch_rows: int = 1024,
+    batch_rows: int = 256,
     token_evidence: bool = False,
     ngram_evidence: bool = False,
     ngram_buckets: int = 262144,
@@ -40,7 +40,9 @@ def build_knowfree_model(
     attention_window (int): w, the local attention window (eq. 11).
     dropout (float): dropout on token vectors and start/end features.
     batch_rows (int): most start positions (band rows) scored in one torch
-        call; bounds memory independently of document length.
+        call; bounds memory independently of document length. 256 keeps the
+        band's temporaries in the CPU cache (12% less head time than 1024,
+        benchmarks/notes/speed.md); a GPU config may use more.
     token_evidence (bool): add per-token begin/inside/end scores of every
         label to the span logits (``begin[s] + sum(inside[s..e]) + end[e]``),
         so a long span gathers evidence from all its tokens.
