@@ -73,7 +73,7 @@ def test_cli_saves_the_pipeline_with_the_best_threshold(half_trained, tmp_path):
             str(tmp_path / "model"),
             str(tmp_path / "dev.spacy"),
             "-o",
-            str(tmp_path / "tuned"),
+            str(tmp_path / "new" / "tuned"),  # folders that do not exist yet are made
             "--json",
             str(tmp_path / "sweep.json"),
             "--min",
@@ -89,7 +89,7 @@ def test_cli_saves_the_pipeline_with_the_best_threshold(half_trained, tmp_path):
     assert [round(s["threshold"], 2) for s in sweep["scores"]] == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
     best = sweep["best"]
     assert best["f"] == max(s["f"] for s in sweep["scores"])
-    tuned = spacy.load(tmp_path / "tuned")
+    tuned = spacy.load(tmp_path / "new" / "tuned")
     assert tuned.get_pipe("knowfree").cfg["threshold"] == pytest.approx(best["threshold"])
     assert tuned.config["components"]["knowfree"]["threshold"] == pytest.approx(best["threshold"])
     scores = tuned.evaluate(make_examples(tuned, FLAT + HELD_OUT))

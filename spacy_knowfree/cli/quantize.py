@@ -53,6 +53,7 @@ def quantize_cli(
         after = _scores(nlp, examples, components) if examples is not None else {}
     except (OSError, ValueError) as err:
         msg.fail(str(err), exits=1)
+    output_path.mkdir(parents=True, exist_ok=True)  # spaCy creates only the last folder
     nlp.to_disk(output_path)
     msg.good(f"Saved the int8 pipeline to {output_path} (int8 components: {', '.join(c.name for c in components)})")
     if before:

@@ -79,5 +79,6 @@ def tune_threshold_cli(
         component.cfg["threshold"] = best.threshold
         # keep config.cfg in step with the component's cfg
         nlp.get_pipe_config(component.name)["threshold"] = best.threshold
+        output_path.mkdir(parents=True, exist_ok=True)  # spaCy creates only the last folder
         nlp.to_disk(output_path)
         msg.good(f"Saved the pipeline with threshold {best.threshold:.2f} to {output_path}")
