@@ -128,7 +128,6 @@ LEGACY_ENCODER = "hash"
 CRF_ENCODER = "crf: character n-grams"
 # systems whose training has no randomness: one run (seed 0) stands for every seed
 DETERMINISTIC = {"crf"}
-_ABLATION_LOCK = threading.Lock()
 _PRETRAIN_LOCK = threading.Lock()
 _RUNS_LOG_LOCK = threading.Lock()
 RunKey = Tuple[str, str, str, str, int]  # dataset, K, system, encoder, seed
@@ -410,25 +409,7 @@ def run_seeds(system: str, seeds: List[int]) -> List[int]:
 
 def write_ablated(fused: Path, out: Path, family: str) -> None:
     """Write ``fused`` without one extension family, once (``knowfree filter-extension``)."""
-    with _ABLATION_LOCK:
-        if out.exists():
-            return
-        partial = out.with_name(f"{out.stem}.{os.getpid()}.partial.spacy")
-        run(
-            [
-                sys.executable,
-                "-m",
-                "spacy_knowfree",
-                "filter-extension",
-                str(fused),
-                str(partial),
-                "--drop-family",
-                family.upper(),
-            ],
-            out.with_suffix(".log"),
-            on_device=False,
-        )
-        os.replace(partial, out)  # atomic: a process beside this one sees all or nothing
+    unlabeled_text.knowfree_cli(run, ["filter-extension", str(fused), "--drop-family", family.upper()], out)
 
 
 def train_on(

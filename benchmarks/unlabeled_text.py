@@ -47,7 +47,8 @@ def path_lock(path: Path) -> threading.Lock:
 
 def knowfree_cli(run: Runner, args: List[str], output: Path) -> None:
     """``python -m spacy_knowfree ARGS... PARTIAL``, then PARTIAL -> ``output``
-    (atomic); nothing to do when ``output`` exists."""
+    (atomic: a process beside this one sees all or nothing); nothing to do when
+    ``output`` exists. Every file a benchmark makes with the CLI goes through it."""
     with path_lock(output):
         if output.exists():
             return
