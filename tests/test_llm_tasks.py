@@ -275,6 +275,17 @@ def test_initialize_and_serialization_keep_prompt_examples(tmp_path):
     assert "李四去了北京。" in loaded_task.render_prompt(loaded.make_doc("你好"))
 
 
+def test_task_bytes_round_trip_keeps_settings_and_prompt_examples():
+    nlp = spacy.blank("zh")
+    eg_doc = nlp.make_doc("李四去了北京。")
+    eg_doc.spans["knowfree_ext"] = [eg_doc.char_span(0, 2, label="ENT:人名")]
+    task = make_extension_entities_task(labels=["人名"])
+    task.initialize(lambda: [Example(nlp.make_doc(eg_doc.text), eg_doc)], nlp, n_prompt_examples=1)
+    loaded = make_extension_entities_task().from_bytes(task.to_bytes())
+    assert loaded.labels == ("人名",)
+    assert [eg.answer for eg in loaded.prompt_examples] == ['[{"entity": "李四", "type": "人名"}]']
+
+
 def test_spans_and_stats_survive_docbin(tmp_path):
     nlp = build_nlp(names=("ent",))
     doc = nlp("北京欢迎你。")

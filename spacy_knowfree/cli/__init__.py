@@ -18,7 +18,7 @@ import typer
 from wasabi import msg
 
 from ..errors import Errors
-from ._app import app, set_verbose, verbose_errors
+from ._app import OVERRIDES_CONTEXT, app, set_verbose, verbose_errors
 
 # top-level module -> the extra of spacy-knowfree that installs it
 EXTRA_OF_MODULE: Dict[str, str] = {
@@ -124,10 +124,7 @@ def _add_stub(name: str, extra: str, missing: str) -> None:
         msg.fail(message, exits=1)
 
     stub.__doc__ = f"(not available: needs the '{extra}' extra of spacy-knowfree)"
-    app.command(
-        name,
-        context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
-    )(stub)
+    app.command(name, context_settings={**OVERRIDES_CONTEXT, "help_option_names": []})(stub)
 
 
 # Every command module registers its commands on ``app`` when imported.

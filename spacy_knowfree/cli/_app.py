@@ -10,6 +10,9 @@ import typer
 from ..about import __version__
 
 VERBOSE_ENV = "KNOWFREE_VERBOSE"
+#: ``context_settings`` of a command that reads config overrides
+#: (``--vars.endpoint URL``) from its extra arguments, as ``spacy train`` does.
+OVERRIDES_CONTEXT: Dict[str, Any] = {"allow_extra_args": True, "ignore_unknown_options": True}
 _state = {"verbose": False}
 
 app = typer.Typer(
@@ -19,6 +22,14 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def command_group(name: str, help: str) -> typer.Typer:
+    """A group of subcommands, ``knowfree NAME ...``, registered on :data:`app`;
+    without a subcommand it prints its help."""
+    group = typer.Typer(help=help, no_args_is_help=True)
+    app.add_typer(group, name=name)
+    return group
 
 
 def set_verbose(on: bool) -> None:
@@ -87,13 +98,3 @@ def _override_value(value: str) -> Any:
         return srsly.json_loads(value)
     except ValueError:
         return value
-
-
-def existing_file_option(*names: str, help: str) -> Any:
-    """An option naming an existing file (not a directory), default None."""
-    return typer.Option(None, *names, exists=True, dir_okay=False, help=help)
-
-
-def config_option(help: str) -> Any:
-    """The ``--config``/``-c`` option of a command: an existing config file, default None."""
-    return existing_file_option("--config", "-c", help=help)

@@ -14,13 +14,13 @@ from wasabi import msg
 from ..docbin_io import read_docbin
 from ..errors import Errors
 from ..pipeline_inputs import load_pipeline
-from ._app import app
+from ._app import command_group
+from ._options import existing_dir_argument, existing_file_argument, output_file_argument
 
-analyze_app = typer.Typer(
+analyze_app = command_group(
+    "analyze",
     help="Analysis: extension-label logit heatmap, t-SNE of sentence embeddings, displaCy rendering of predictions.",
-    no_args_is_help=True,
 )
-app.add_typer(analyze_app, name="analyze")
 
 
 class Positions(str, Enum):
@@ -62,11 +62,9 @@ def _parse_sets(values: List[str]) -> Dict[str, Path]:
 
 @analyze_app.command("heatmap")
 def heatmap_cli(
-    model: Path = typer.Argument(..., exists=True, file_okay=False, help="Trained pipeline directory."),
-    data: Path = typer.Argument(
-        ..., exists=True, dir_okay=False, help="Evaluation .spacy DocBin (e.g. the test split)."
-    ),
-    output: Path = typer.Argument(..., dir_okay=False, help="Image to write (PNG, or SVG/PDF by suffix)."),
+    model: Path = existing_dir_argument("Trained pipeline directory."),
+    data: Path = existing_file_argument("Evaluation .spacy DocBin (e.g. the test split)."),
+    output: Path = output_file_argument("Image to write (PNG, or SVG/PDF by suffix)."),
     positions: Positions = typer.Option(
         Positions.predicted,
         "--positions",
@@ -101,7 +99,7 @@ def heatmap_cli(
 
 @analyze_app.command("tsne")
 def tsne_cli(
-    output: Path = typer.Argument(..., dir_okay=False, help="Image to write (PNG, or SVG/PDF by suffix)."),
+    output: Path = output_file_argument("Image to write (PNG, or SVG/PDF by suffix)."),
     sets: List[str] = typer.Argument(
         ..., help="Doc sets as NAME=PATH.spacy, e.g. train=train.spacy test=test.spacy synthetic=synthetic.spacy."
     ),
@@ -159,11 +157,9 @@ def tsne_cli(
 
 @analyze_app.command("render")
 def render_cli(
-    model: Path = typer.Argument(..., exists=True, file_okay=False, help="Trained pipeline directory."),
-    data: Path = typer.Argument(
-        ..., exists=True, dir_okay=False, help=".spacy DocBin to predict on (gold and extension spans are shown too)."
-    ),
-    output: Path = typer.Argument(..., dir_okay=False, help="HTML file to write."),
+    model: Path = existing_dir_argument("Trained pipeline directory."),
+    data: Path = existing_file_argument(".spacy DocBin to predict on (gold and extension spans are shown too)."),
+    output: Path = output_file_argument("HTML file to write."),
     limit: int = typer.Option(30, "--limit", min=1, help="Render the first LIMIT docs."),
     gold: bool = typer.Option(True, "--gold/--no-gold", help="Show the gold spans under the predictions."),
     extensions: bool = typer.Option(True, "--extensions/--no-extensions", help="Show the docs' extension spans."),

@@ -22,18 +22,22 @@ from ..synthesis.augmenter import Augmenter, read_template_override
 from ..synthesis.filters import FilterSettings
 from ..synthesis.generation import EntityGenerationAugmenter, GenerationSettings
 from ..synthesis.paraphrase import ParaphraseAugmenter, ParaphraseSettings
-from ._app import app, config_option, existing_file_option, parse_config_overrides
+from ._app import OVERRIDES_CONTEXT, command_group, parse_config_overrides
 from ._llm_common import finish, knowledge_overrides, llm_run_errors, make_runner
+from ._options import (
+    config_option,
+    existing_file_argument,
+    existing_file_option,
+    families_option,
+    output_file_argument,
+    user_dict_option,
+)
 
-#: Let "--vars.endpoint URL"-style config overrides through, as in spacy train.
-_EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
-
-augment_app = typer.Typer(
+augment_app = command_group(
+    "augment",
     help="Peer augmenters (entity-conditioned generation, entity-preserving paraphrasing): "
     "synthetic DocBins flagged like those of knowfree synthesize.",
-    no_args_is_help=True,
 )
-app.add_typer(augment_app, name="augment")
 
 
 class Sampling(str, Enum):
@@ -78,8 +82,6 @@ _KNOWLEDGE_CONFIG_OPT = existing_file_option(
     "--knowledge-config",
     help=("Knowledge pipeline config (default: the jieba lexicon)."),
 )
-_FAMILIES_OPT = typer.Option(["SEG", "POS", "ENT"], "--family", help="Lexicon families (repeatable).")
-_USER_DICT_OPT = existing_file_option("--user-dict", help="Lexicon: jieba user dictionary.")
 _SET_ENTS_OPT = typer.Option(True, "--ents/--no-ents", help="Also set doc.ents from non-overlapping target spans.")
 _SUMMARY_OPT = typer.Option(None, "--summary", dir_okay=False, help="Write the summary counts as JSON.")
 
@@ -147,13 +149,11 @@ def _run_augmenter(
     msg.text(f"Done in {time.time() - start:.1f}s.")
 
 
-@augment_app.command("generate", context_settings=_EXTRA_ARGS)
+@augment_app.command("generate", context_settings=OVERRIDES_CONTEXT)
 def generate_cli(
     ctx: typer.Context,
-    input_path: Path = typer.Argument(
-        ..., exists=True, dir_okay=False, help="Training .spacy DocBin (its target entities form the entity list)."
-    ),
-    output_path: Path = typer.Argument(..., dir_okay=False, help="The synthetic .spacy DocBin to write."),
+    input_path: Path = existing_file_argument("Training .spacy DocBin (its target entities form the entity list)."),
+    output_path: Path = output_file_argument("The synthetic .spacy DocBin to write."),
     config_path: Optional[Path] = _CONFIG_OPT,
     lang: str = typer.Option("zh", "--lang", help="Language of the prompts and the tokenizer: zh or en."),
     cache_path: Optional[Path] = _CACHE_OPT,
@@ -186,8 +186,8 @@ def generate_cli(
     annotator_path: Optional[Path] = _ANNOTATOR_OPT,
     extension: bool = _EXTENSION_OPT,
     knowledge_config: Optional[Path] = _KNOWLEDGE_CONFIG_OPT,
-    families: List[str] = _FAMILIES_OPT,
-    user_dict: Optional[Path] = _USER_DICT_OPT,
+    families: List[str] = families_option(),
+    user_dict: Optional[Path] = user_dict_option(),
     set_ents: bool = _SET_ENTS_OPT,
     log_path: Optional[Path] = typer.Option(
         None, "--log", dir_okay=False, help="Write every reply and its fate as JSONL."
@@ -237,11 +237,11 @@ def generate_cli(
     )
 
 
-@augment_app.command("paraphrase", context_settings=_EXTRA_ARGS)
+@augment_app.command("paraphrase", context_settings=OVERRIDES_CONTEXT)
 def paraphrase_cli(
     ctx: typer.Context,
-    input_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Training .spacy DocBin to paraphrase."),
-    output_path: Path = typer.Argument(..., dir_okay=False, help="The synthetic .spacy DocBin to write."),
+    input_path: Path = existing_file_argument("Training .spacy DocBin to paraphrase."),
+    output_path: Path = output_file_argument("The synthetic .spacy DocBin to write."),
     config_path: Optional[Path] = _CONFIG_OPT,
     lang: str = typer.Option("zh", "--lang", help="Language of the prompt, the filters and the tokenizer: zh or en."),
     cache_path: Optional[Path] = _CACHE_OPT,
@@ -259,8 +259,8 @@ def paraphrase_cli(
     annotator_path: Optional[Path] = _ANNOTATOR_OPT,
     extension: bool = _EXTENSION_OPT,
     knowledge_config: Optional[Path] = _KNOWLEDGE_CONFIG_OPT,
-    families: List[str] = _FAMILIES_OPT,
-    user_dict: Optional[Path] = _USER_DICT_OPT,
+    families: List[str] = families_option(),
+    user_dict: Optional[Path] = user_dict_option(),
     set_ents: bool = _SET_ENTS_OPT,
     log_path: Optional[Path] = typer.Option(
         None, "--log", dir_okay=False, help="Write every paraphrase and its fate as JSONL."

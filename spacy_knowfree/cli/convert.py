@@ -27,7 +27,13 @@ from ..converters import (
 )
 from ..docbin_io import read_docbin, write_docbin
 from ..errors import Errors
-from ._app import app, existing_file_option
+from ._app import app
+from ._options import (
+    existing_dir_argument,
+    existing_file_argument,
+    existing_file_option,
+    output_file_argument,
+)
 
 
 class Format(str, Enum):
@@ -49,8 +55,8 @@ _SEPARATORS = {"tab": "\t", "space": " ", "\\t": "\t"}
 
 @app.command("convert")
 def convert_cli(
-    input_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Input data file."),
-    output_path: Path = typer.Argument(..., dir_okay=False, help="Output .spacy DocBin."),
+    input_path: Path = existing_file_argument("Input data file."),
+    output_path: Path = output_file_argument("Output .spacy DocBin."),
     fmt: Format = typer.Option(..., "--format", "-f", help="Input format."),
     spans_key: str = typer.Option(TARGET_SPANS_KEY, "--spans-key", help="doc.spans key of the target spans."),
     set_ents: bool = typer.Option(True, "--ents/--no-ents", help="Also set doc.ents when spans do not overlap."),
@@ -139,7 +145,7 @@ def convert_cli(
 @app.command("convert-benchmark")
 def convert_benchmark_cli(
     name: str = typer.Argument(..., help=f"Benchmark: {', '.join(BENCHMARKS)}."),
-    datasets_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="The shared/datasets folder."),
+    datasets_dir: Path = existing_dir_argument("The shared/datasets folder."),
     output_dir: Path = typer.Argument(..., file_okay=False, help="Folder for SPLIT.spacy files."),
     spans_key: str = typer.Option(TARGET_SPANS_KEY, "--spans-key", help="doc.spans key of the spans."),
     set_ents: bool = typer.Option(True, "--ents/--no-ents", help="Also set doc.ents."),
@@ -166,8 +172,8 @@ def convert_benchmark_cli(
 
 @app.command("to-jsonl")
 def to_jsonl_cli(
-    input_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Input .spacy DocBin."),
-    output_path: Path = typer.Argument(..., dir_okay=False, help="Output KnowFREE .jsonl file."),
+    input_path: Path = existing_file_argument("Input .spacy DocBin."),
+    output_path: Path = output_file_argument("Output KnowFREE .jsonl file."),
     spans_key: str = typer.Option(TARGET_SPANS_KEY, "--spans-key", help="doc.spans key of the target spans."),
     extension_key: str = typer.Option(
         EXTENSION_SPANS_KEY, "--extension-key", help="doc.spans key of the extension spans."

@@ -26,7 +26,8 @@ from ..knowledge.pipeline import (
     response_cache_files,
     set_retry_failed,
 )
-from ._app import app, config_option, existing_file_option, parse_config_overrides
+from ._app import OVERRIDES_CONTEXT, app, parse_config_overrides
+from ._options import config_option, existing_file_argument, families_option, output_file_argument, user_dict_option
 
 
 def _print_dropped(nlp: Language, docs: List[Doc], limit: int = 20) -> None:
@@ -68,22 +69,19 @@ def _format_stats(summary: Dict[str, Counter]) -> str:
 
 
 # ----------------------------------------------------------------------------- command
-@app.command(
-    "extend",
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-)
+@app.command("extend", context_settings=OVERRIDES_CONTEXT)
 def extend_cli(
     ctx: typer.Context,
-    input_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Training .spacy DocBin."),
-    output_path: Path = typer.Argument(..., dir_okay=False, help="Fused .spacy DocBin to write."),
+    input_path: Path = existing_file_argument("Training .spacy DocBin."),
+    output_path: Path = output_file_argument("Fused .spacy DocBin to write."),
     config_path: Optional[Path] = config_option(
         "spaCy config of the knowledge pipeline, e.g. one written by knowfree init extend-config "
         "(--source lexicon|smollm2|openai|lexicon+llm; in a checkout also configs/extend_*.cfg). Settings can be "
         "overridden like in spacy train: --vars.endpoint http://127.0.0.1:8000/v1/chat/completions "
         "--paths.cache cache/llm_replies.jsonl. Default: the offline jieba lexicon.",
     ),
-    families: List[str] = typer.Option(["SEG", "POS", "ENT"], "--family", help="Lexicon families to add (repeatable)."),
-    user_dict: Optional[Path] = existing_file_option("--user-dict", help="Lexicon: jieba user dictionary."),
+    families: List[str] = families_option("Lexicon families to add (repeatable)."),
+    user_dict: Optional[Path] = user_dict_option(),
     batch_size: int = typer.Option(32, "--batch-size", help="Docs per pipeline batch."),
     retry_failed: bool = typer.Option(
         False,

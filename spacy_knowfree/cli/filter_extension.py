@@ -9,14 +9,15 @@ from wasabi import msg
 from ..constants import EXTENSION_SPANS_KEY
 from ..docbin_io import read_docbin, write_docbin
 from ._app import app
+from ._options import existing_file_argument, output_file_argument
 
 EXTENSION_KEY = EXTENSION_SPANS_KEY
 
 
 @app.command("filter-extension")
 def filter_extension_cli(
-    input_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="Fused .spacy DocBin."),
-    output_path: Path = typer.Argument(..., dir_okay=False, help="Filtered .spacy DocBin to write."),
+    input_path: Path = existing_file_argument("Fused .spacy DocBin."),
+    output_path: Path = output_file_argument("Filtered .spacy DocBin to write."),
     drop_family: List[str] = typer.Option(
         ...,
         "--drop-family",

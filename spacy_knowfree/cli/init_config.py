@@ -20,16 +20,9 @@ from ..packaged_configs import (
     training_config_name,
     write_config,
 )
-from ._app import app, parse_config_overrides
+from ._app import OVERRIDES_CONTEXT, command_group, parse_config_overrides
 
-init_app = typer.Typer(
-    name="init",
-    help="Write a config shipped with spacy-knowfree (training or knowledge pipeline).",
-    no_args_is_help=True,
-)
-app.add_typer(init_app, name="init")
-
-_OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
+init_app = command_group("init", help="Write a config shipped with spacy-knowfree (training or knowledge pipeline).")
 
 
 class System(str, Enum):
@@ -54,7 +47,7 @@ class Source(str, Enum):
     lexicon_llm = "lexicon+llm"
 
 
-@init_app.command("config", context_settings=_OVERRIDES)
+@init_app.command("config", context_settings=OVERRIDES_CONTEXT)
 def init_config_cli(
     ctx: typer.Context,
     output: Path = typer.Argument(
@@ -87,7 +80,7 @@ def init_config_cli(
         msg.text(f"Train it: python -m spacy train {output} --paths.train train.spacy --paths.dev dev.spacy")
 
 
-@init_app.command("extend-config", context_settings=_OVERRIDES)
+@init_app.command("extend-config", context_settings=OVERRIDES_CONTEXT)
 def init_extend_config_cli(
     ctx: typer.Context,
     output: Path = typer.Argument(

@@ -37,7 +37,8 @@ from ..knowledge.label_merging import (
     parse_merge_response,
     type_inventory,
 )
-from ._app import app, config_option, existing_file_option, parse_config_overrides
+from ._app import OVERRIDES_CONTEXT, app, parse_config_overrides
+from ._options import config_option, existing_file_argument, existing_file_option, output_file_argument
 
 ENTITY_TASK = "spacy-knowfree.ExtensionEntities.v1"
 
@@ -184,16 +185,11 @@ def print_label_map(label_map: LabelMap) -> None:
 
 
 # ----------------------------------------------------------------------------- command
-@app.command(
-    "merge-labels",
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-)
+@app.command("merge-labels", context_settings=OVERRIDES_CONTEXT)
 def merge_labels_cli(
     ctx: typer.Context,
-    input_path: Path = typer.Argument(
-        ..., exists=True, dir_okay=False, help="Fused .spacy DocBin (from knowfree extend)."
-    ),
-    output_path: Path = typer.Argument(..., dir_okay=False, help="DocBin to write, with merged labels."),
+    input_path: Path = existing_file_argument("Fused .spacy DocBin (from knowfree extend)."),
+    output_path: Path = output_file_argument("DocBin to write, with merged labels."),
     label_map_path: Path = typer.Option(
         ...,
         "--label-map",

@@ -11,31 +11,28 @@ from wasabi import msg
 from ..errors import Errors
 from ..knowledge.pipeline import build_knowledge_pipeline
 from ..synthesis.pseudo_labels import DEFAULT_MIN_CONFIDENCE, check_min_confidence, pseudo_label
-from ._app import app, existing_file_option, parse_config_overrides
+from ._app import OVERRIDES_CONTEXT, app, parse_config_overrides
+from ._options import (
+    existing_dir_argument,
+    existing_file_argument,
+    existing_file_option,
+    families_option,
+    output_file_argument,
+    user_dict_option,
+)
 
-#: Let "--vars.endpoint URL"-style overrides of --knowledge-config through, as in spacy train.
-_EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
 
-
-@app.command("pseudo-label", context_settings=_EXTRA_ARGS)
+@app.command("pseudo-label", context_settings=OVERRIDES_CONTEXT)
 def pseudo_label_cli(
     ctx: typer.Context,
-    model_path: Path = typer.Argument(
-        ...,
-        exists=True,
-        file_okay=False,
-        help="The teacher: a trained knowfree pipeline (e.g. training/model-best), used frozen.",
+    model_path: Path = existing_dir_argument(
+        "The teacher: a trained knowfree pipeline (e.g. training/model-best), used frozen."
     ),
-    input_path: Path = typer.Argument(
-        ...,
-        exists=True,
-        dir_okay=False,
-        help="Unlabeled docs: a .spacy DocBin (e.g. knowfree convert RAW.txt OUT.spacy --format text, or knowfree extend --unlabeled).",
+    input_path: Path = existing_file_argument(
+        "Unlabeled docs: a .spacy DocBin (e.g. knowfree convert RAW.txt OUT.spacy --format text, or knowfree extend --unlabeled)."
     ),
-    output_path: Path = typer.Argument(
-        ...,
-        dir_okay=False,
-        help="The pseudo-labeled .spacy DocBin to write (docs flagged synthetic: weight beta in the loss).",
+    output_path: Path = output_file_argument(
+        "The pseudo-labeled .spacy DocBin to write (docs flagged synthetic: weight beta in the loss)."
     ),
     min_confidence: float = typer.Option(
         DEFAULT_MIN_CONFIDENCE,
@@ -55,8 +52,8 @@ def pseudo_label_cli(
         "-c",
         help="Knowledge pipeline config, as for knowfree extend -c (default: the jieba lexicon); --vars.x overrides its settings.",
     ),
-    families: List[str] = typer.Option(["SEG", "POS", "ENT"], "--family", help="Lexicon families (repeatable)."),
-    user_dict: Optional[Path] = existing_file_option("--user-dict", help="Lexicon: jieba user dictionary."),
+    families: List[str] = families_option(),
+    user_dict: Optional[Path] = user_dict_option(),
     round_: int = typer.Option(1, "--round", help="Self-training round, recorded in each doc's provenance."),
     limit: int = typer.Option(0, "--limit", help="Use only the first N input docs (0: all)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Docs per teacher batch."),

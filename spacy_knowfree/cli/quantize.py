@@ -12,14 +12,13 @@ from wasabi import msg
 from ..component import KnowFREE
 from ..docbin_io import read_docbin
 from ..pipeline_inputs import load_pipeline, require_knowfree
-from ._app import app, existing_file_option
+from ._app import app
+from ._options import existing_dir_argument, existing_file_option
 
 
 @app.command("quantize")
 def quantize_cli(
-    model_path: Path = typer.Argument(
-        ..., exists=True, file_okay=False, help="Trained pipeline with a knowfree component (e.g. training/model-best)."
-    ),
+    model_path: Path = existing_dir_argument("Trained pipeline with a knowfree component (e.g. training/model-best)."),
     output_path: Path = typer.Argument(..., file_okay=False, help="Directory to save the int8 pipeline to."),
     component_name: Optional[str] = typer.Option(
         None, "--component", help="Name of the knowfree component (default: every knowfree component)."

@@ -9,6 +9,7 @@ from wasabi import msg
 
 from ..errors import Errors
 from ._app import app
+from ._options import existing_file_argument
 
 
 def main_scores(metrics: Dict) -> Optional[Tuple[str, float, float, float]]:
@@ -46,9 +47,7 @@ def score_rows(paths: List[Path]) -> List[Tuple[str, str, str, str, str]]:
 
 @app.command("report")
 def report_cli(
-    metrics: List[Path] = typer.Argument(
-        ..., exists=True, dir_okay=False, help="Metrics JSON files (spacy evaluate --output)."
-    ),
+    metrics: List[Path] = existing_file_argument("Metrics JSON files (spacy evaluate --output)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write a markdown table."),
 ) -> None:
     """Print one P/R/F table (in %) for several evaluated pipelines."""

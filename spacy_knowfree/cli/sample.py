@@ -12,6 +12,7 @@ from ..converters import TARGET_SPANS_KEY
 from ..docbin_io import read_docbin, write_docbin
 from ..sampling import kshot_indices, label_counts, nway_kshot_indices
 from ._app import app
+from ._options import existing_file_argument
 
 
 class Mode(str, Enum):
@@ -21,7 +22,7 @@ class Mode(str, Enum):
 
 @app.command("sample")
 def sample_cli(
-    input_path: Path = typer.Argument(..., exists=True, dir_okay=False, help="The pool, a .spacy DocBin."),
+    input_path: Path = existing_file_argument("The pool, a .spacy DocBin."),
     output_dir: Path = typer.Argument(..., file_okay=False, help="Folder for the subsets and sample.json."),
     ks: List[int] = typer.Option(
         ...,

@@ -19,26 +19,27 @@ from ..llm.tasks.explanation.task import (
 from ..synthesis.annotation import load_annotator
 from ..synthesis.explanations import SynthesisSettings, Synthesizer
 from ..synthesis.filters import FilterSettings
-from ._app import app, config_option, existing_file_option, parse_config_overrides
+from ._app import OVERRIDES_CONTEXT, app, parse_config_overrides
 from ._llm_common import finish, knowledge_overrides, llm_run_errors, make_runner
+from ._options import (
+    config_option,
+    existing_dir_argument,
+    existing_file_argument,
+    existing_file_option,
+    families_option,
+    output_file_argument,
+    user_dict_option,
+)
 
-#: Let "--vars.endpoint URL"-style config overrides through, as in spacy train.
-_EXTRA_ARGS = {"allow_extra_args": True, "ignore_unknown_options": True}
 
-
-@app.command("synthesize", context_settings=_EXTRA_ARGS)
+@app.command("synthesize", context_settings=OVERRIDES_CONTEXT)
 def synthesize_cli(
     ctx: typer.Context,
-    fused_path: Path = typer.Argument(
-        ..., exists=True, dir_okay=False, help="Fusion samples: a .spacy DocBin (output of knowfree extend)."
+    fused_path: Path = existing_file_argument("Fusion samples: a .spacy DocBin (output of knowfree extend)."),
+    annotator_path: Path = existing_dir_argument(
+        "The knowfree pipeline trained on the fusion samples (e.g. training/model-best); frozen, it annotates the target entities."
     ),
-    annotator_path: Path = typer.Argument(
-        ...,
-        exists=True,
-        file_okay=False,
-        help="The knowfree pipeline trained on the fusion samples (e.g. training/model-best); frozen, it annotates the target entities.",
-    ),
-    output_path: Path = typer.Argument(..., dir_okay=False, help="The synthetic .spacy DocBin to write."),
+    output_path: Path = output_file_argument("The synthetic .spacy DocBin to write."),
     config_path: Optional[Path] = config_option(
         "LLM config: a [model] block (any llm_models backend, e.g. spacy-knowfree.OpenAICompatible.v1) and optional [explanation] / [description] task blocks. Default: the embedded SmolLM2 backend.",
     ),
@@ -61,8 +62,8 @@ def synthesize_cli(
         "--knowledge-config",
         help="Knowledge pipeline config, as for knowfree extend -c (default: the jieba lexicon).",
     ),
-    families: List[str] = typer.Option(["SEG", "POS", "ENT"], "--family", help="Lexicon families (repeatable)."),
-    user_dict: Optional[Path] = existing_file_option("--user-dict", help="Lexicon: jieba user dictionary."),
+    families: List[str] = families_option(),
+    user_dict: Optional[Path] = user_dict_option(),
     batch_size: int = typer.Option(16, "--batch-size", help="Source docs per LLM batch."),
     limit: int = typer.Option(0, "--limit", help="Use only the first N source docs (0: all)."),
     max_doc_chars: int = typer.Option(

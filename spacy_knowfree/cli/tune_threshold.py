@@ -13,16 +13,13 @@ from ..docbin_io import read_docbin
 from ..pipeline_inputs import load_pipeline, require_knowfree
 from ..threshold_tuning import sweep_thresholds, threshold_grid
 from ._app import app
+from ._options import existing_dir_argument, existing_file_argument
 
 
 @app.command("tune-threshold")
 def tune_threshold_cli(
-    model_path: Path = typer.Argument(
-        ..., exists=True, file_okay=False, help="Trained pipeline with a knowfree component (e.g. training/model-best)."
-    ),
-    dev_path: Path = typer.Argument(
-        ..., exists=True, dir_okay=False, help="Dev .spacy DocBin with gold spans (not the test split)."
-    ),
+    model_path: Path = existing_dir_argument("Trained pipeline with a knowfree component (e.g. training/model-best)."),
+    dev_path: Path = existing_file_argument("Dev .spacy DocBin with gold spans (not the test split)."),
     output_path: Optional[Path] = typer.Option(
         None, "--output", "-o", file_okay=False, help="Save the pipeline here with the best threshold."
     ),

@@ -263,6 +263,16 @@ class ExtensionTask(PromptedTask, abc.ABC):
     def _set_examples(self, data: List[Dict[str, Any]]) -> None:
         self._prompt_examples = [self.example_type.model_validate(eg) for eg in data]
 
+    def _readers(
+        self, read_json: Callable[[Any], Any], read_msgpack: Callable[[Any], Any]
+    ) -> Dict[str, Callable[[Any], None]]:
+        """The loaders of :meth:`from_bytes` and :meth:`from_disk`: settings and
+        prompt examples, read from bytes or a path by ``read_json`` and ``read_msgpack``."""
+        return {
+            "cfg": lambda data: self._set_cfg(read_json(data)),
+            "prompt_examples": lambda data: self._set_examples(read_msgpack(data)),
+        }
+
     def to_bytes(self, *, exclude: Tuple[str] = cast(Tuple[str], tuple())) -> bytes:
         """Serialize the task's prompt examples and settings."""
         return util.to_bytes(
@@ -275,14 +285,7 @@ class ExtensionTask(PromptedTask, abc.ABC):
 
     def from_bytes(self, bytes_data: bytes, *, exclude: Tuple[str] = cast(Tuple[str], tuple())) -> "ExtensionTask":
         """Load what :meth:`to_bytes` wrote."""
-        util.from_bytes(
-            bytes_data,
-            {
-                "cfg": lambda b: self._set_cfg(srsly.json_loads(b)),
-                "prompt_examples": lambda b: self._set_examples(srsly.msgpack_loads(b)),
-            },
-            exclude,
-        )
+        util.from_bytes(bytes_data, self._readers(srsly.json_loads, srsly.msgpack_loads), exclude)
         return self
 
     def to_disk(self, path: Path, *, exclude: Tuple[str] = cast(Tuple[str], tuple())) -> None:
@@ -298,12 +301,5 @@ class ExtensionTask(PromptedTask, abc.ABC):
 
     def from_disk(self, path: Path, *, exclude: Tuple[str] = cast(Tuple[str], tuple())) -> "ExtensionTask":
         """Load what :meth:`to_disk` wrote."""
-        util.from_disk(
-            path,
-            {
-                "cfg": lambda p: self._set_cfg(srsly.read_json(p)),
-                "prompt_examples": lambda p: self._set_examples(srsly.read_msgpack(p)),
-            },
-            exclude,
-        )
+        util.from_disk(path, self._readers(srsly.read_json, srsly.read_msgpack), exclude)
         return self

@@ -1,0 +1,112 @@
+"""benchmarks/accuracy.py's opt-in systems: the training files of the ones
+that learn from unlabeled text (knowfree+lexicon+unlabeled,
+knowfree+lexicon+selftrain) and the band width of knowfree+lexicon+auto_width."""
+
+import sys
+from pathlib import Path
+
+import spacy
+
+from spacy_knowfree.constants import EXTENSION_SPANS_KEY, SYNTHETIC_FLAG, UNLABELED_FLAG
+from spacy_knowfree.docbin_io import read_docbin, write_docbin
+from spacy_knowfree.layers.span_grid import auto_span_width
+
+from _examples import FLAT, make_examples
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import accuracy  # noqa: E402
+
+TINY = [
+    "--vars.tok2vec_width",
+    "32",
+    "--components.knowfree.model.hidden_width",
+    "16",
+    "--components.knowfree.model.grid_width",
+    "20",
+    "--components.knowfree.model.tok2vec.encode.depth",
+    "1",
+]
+UNLABELED = ["孙八在广州工作。", "周九去了杭州。", "今天下雨了"]
+
+
+def _cell(tmp_path: Path) -> Path:
+    """A benchmark cell of K=5: the fusion samples, dev/test and 3 unlabeled texts."""
+    nlp = spacy.blank("zh")
+    corpus = tmp_path / "runs" / "corpus" / "tiny"
+    docs = [eg.reference for eg in make_examples(nlp, FLAT)]
+    for name in ("train_5_fused", "dev", "test"):
+        write_docbin(docs, corpus / f"{name}.spacy")
+    accuracy.write_unlabeled(docs + [nlp(text) for text in UNLABELED], range(len(docs)), corpus / "unlabeled_5.jsonl")
+    return corpus
+
+
+def test_unlabeled_system_adds_the_extended_text_without_targets(tmp_path):
+    corpus = _cell(tmp_path)
+    train = corpus / "train_5_fused.spacy"
+    out = tmp_path / "runs" / "tiny" / "k5" / "knowfree_lexicon_unlabeled" / "seed0"
+
+    def no_teacher(*args):
+        raise AssertionError("+unlabeled trains no teacher")
+
+    combined, added = accuracy.with_unlabeled_text(
+        "knowfree+lexicon+unlabeled", train, corpus, "5", 0, out, "char_ngram_words", no_teacher
+    )
+    assert accuracy.uses_unlabeled_text("knowfree+lexicon+unlabeled")
+    docs = read_docbin(combined)
+    assert [doc.text for doc in docs] == [text for text, _ in FLAT] + UNLABELED
+    for doc in docs[: len(FLAT)]:  # the fusion samples as they were
+        assert not doc.user_data.get(UNLABELED_FLAG)
+    assert sum(len(doc.spans["sc"]) for doc in docs[: len(FLAT)]) == sum(len(spans) for _, spans in FLAT)
+    for doc in docs[len(FLAT) :]:  # the unlabeled text: lexicon knowledge, no target spans
+        assert doc.user_data[UNLABELED_FLAG] is True
+        assert len(doc.spans[EXTENSION_SPANS_KEY]) > 0
+        assert len(doc.spans.get("sc", [])) == 0
+    assert accuracy.unlabeled_text.describe(added)["docs"] == len(UNLABELED)
+    # built once per cell: a second system run reuses the file
+    stamp = combined.stat().st_mtime_ns
+    again, _ = accuracy.with_unlabeled_text(
+        "knowfree+lexicon+unlabeled", train, corpus, "5", 1, out, "char_ngram_words", no_teacher
+    )
+    assert again == combined and combined.stat().st_mtime_ns == stamp
+
+
+def test_selftrain_system_trains_its_teacher_once_and_adds_its_pseudo_labels(tmp_path):
+    corpus = _cell(tmp_path)
+    train = corpus / "train_5_fused.spacy"
+    out = tmp_path / "runs" / "tiny" / "k5" / "knowfree_lexicon_selftrain__char_ngram_words" / "seed0"
+    teachers = []
+
+    def teacher_run(system: str, teacher_out: Path):
+        teachers.append((system, teacher_out))
+        config = str(accuracy.ROOT / accuracy.SYSTEMS[system][0])
+        return accuracy.train_on(config, train, corpus, 0, teacher_out, 4, 2, 0, extra=TINY)
+
+    combined, added = accuracy.with_unlabeled_text(
+        "knowfree+lexicon+selftrain", train, corpus, "5", 0, out, "char_ngram_words", teacher_run
+    )
+    teacher_dir = accuracy.run_dir(tmp_path / "runs", "tiny", "5", "knowfree+lexicon", "char_ngram_words", 0)
+    assert teachers == [("knowfree+lexicon", teacher_dir)]
+    assert (teacher_dir / "metrics.json").exists()  # the teacher is a recorded knowfree+lexicon run
+    docs = read_docbin(combined)
+    assert [doc.text for doc in docs] == [text for text, _ in FLAT] + UNLABELED
+    for doc in docs[len(FLAT) :]:  # pseudo-labeled: synthetic (weight beta), lexicon knowledge
+        assert doc.user_data[SYNTHETIC_FLAG] is True
+        assert not doc.user_data.get(UNLABELED_FLAG)
+        assert len(doc.spans[EXTENSION_SPANS_KEY]) > 0
+        assert all(span.label_ in {"PER", "LOC", "ORG"} for span in doc.spans.get("sc", []))
+    info = accuracy.unlabeled_text.describe(added)
+    assert info["docs"] == len(UNLABELED) and info["pseudo_label"]["min_confidence"] == 0.9
+
+
+def test_auto_width_system_trains_the_auto_band_and_records_it(tmp_path):
+    corpus = _cell(tmp_path)
+    config = str(accuracy.ROOT / accuracy.SYSTEMS["knowfree+lexicon+auto_width"][0])
+    extra = TINY + accuracy.SYSTEM_OVERRIDES["knowfree+lexicon+auto_width"]
+    out = tmp_path / "run"
+    accuracy.train_on(config, corpus / "train_5_fused.spacy", corpus, 0, out, 4, 2, 0, extra=extra)
+    longest = max(end - start for _, spans in FLAT for start, end, _ in spans)
+    width = accuracy.trained_span_width(out / "model" / "model-best")
+    assert width == auto_span_width([longest]) < 32  # 4 characters -> 8
+    plain = tmp_path / "plain"
+    accuracy.train_on(config, corpus / "train_5_fused.spacy", corpus, 0, plain, 4, 2, 0, extra=TINY)
+    assert accuracy.trained_span_width(plain / "model" / "model-best") == 32  # the config's own
