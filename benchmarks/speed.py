@@ -13,13 +13,16 @@ its ``configs/*_zh_cpu.cfg`` config, then measures in fresh subprocesses:
 
 Systems: ``knowfree`` (the packaged config as it is), ``knowfree_auto``
 (``max_span_width = "auto"``), ``knowfree_int8`` (``knowfree_auto`` after
-``knowfree quantize``), ``knowfree_hash`` (the packaged config with spaCy's
+``knowfree quantize``), ``knowfree_auto_grid120`` (``knowfree_auto`` with
+``grid_width = 120`` instead of 200: the attention's Q/K/V projection, the
+head's largest cost, is ~2.8x smaller), ``knowfree_hash`` (the packaged config with spaCy's
 ``MultiHashEmbed`` instead of its character n-gram and jieba word-boundary
 embedding: what the new encoder costs), ``spancat`` and ``ner``. Writes a markdown table to
 ``benchmarks/results/speed.md`` and the numbers, with the ratios under stable
 names (``knowfree_over_ner_1thread``, ``knowfree_over_spancat_1thread``,
 ``train_knowfree_over_spancat``, ``train_knowfree_over_ner``, and the same
-with ``knowfree_auto`` / ``knowfree_int8``; ``knowfree_over_knowfree_hash_1thread``),
+with ``knowfree_auto`` / ``knowfree_auto_grid120`` / ``knowfree_int8``;
+``knowfree_over_knowfree_hash_1thread``),
 to ``speed.json`` beside it.
 
     python benchmarks/speed.py
@@ -43,12 +46,17 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {
     "knowfree": "configs/knowfree_zh_cpu.cfg",
     "knowfree_auto": "configs/knowfree_zh_cpu.cfg",
+    "knowfree_auto_grid120": "configs/knowfree_zh_cpu.cfg",
     "knowfree_hash": "configs/knowfree_zh_cpu.cfg",
     "spancat": "configs/spancat_zh_cpu.cfg",
     "ner": "configs/ner_zh_cpu.cfg",
 }
-OVERRIDES = {"knowfree_auto": ["--vars.max_span_width", "auto"]}
-SYSTEMS = ["knowfree", "knowfree_auto", "knowfree_int8", "knowfree_hash", "spancat", "ner"]
+# ``spacy train`` overrides of a system beyond its config
+OVERRIDES = {
+    "knowfree_auto": ["--vars.max_span_width", "auto"],
+    "knowfree_auto_grid120": ["--vars.max_span_width", "auto", "--components.knowfree.model.grid_width", "120"],
+}
+SYSTEMS = ["knowfree", "knowfree_auto", "knowfree_auto_grid120", "knowfree_int8", "knowfree_hash", "spancat", "ner"]
 # systems whose config swaps the tok2vec's embedding (benchmarks/accuracy.py's encoders)
 ENCODER_VARIANTS = {"knowfree_hash": "hash"}
 LENGTHS = [100, 1000, 5000, 20000]
@@ -205,6 +213,18 @@ def train(system: str, corpus: Dict[str, Path], workdir: Path, epochs: int) -> P
     return out / "model-last"
 
 
+def override_dict(args: List[str]) -> Dict[str, object]:
+    """``["--a.b", "1", "--c", "auto"]`` -> ``{"a.b": 1, "c": "auto"}``: ``spacy
+    train``'s command-line overrides as the config overrides of the timed run."""
+    out: Dict[str, object] = {}
+    for name, value in zip(args[::2], args[1::2]):
+        try:
+            out[name[2:]] = json.loads(value)
+        except ValueError:
+            out[name[2:]] = value
+    return out
+
+
 def quantize(model: Path, workdir: Path) -> Path:
     out = workdir / "knowfree_int8"
     run([sys.executable, "-m", "spacy_knowfree", "quantize", str(model), str(out)])
@@ -220,7 +240,7 @@ def ratios(results: Dict[str, Dict]) -> Dict[str, float]:
     above 1: knowfree is faster) and training seconds per step (below 1:
     knowfree is faster), for the pairs that ``results`` holds."""
     out: Dict[str, float] = {}
-    for system in ("knowfree", "knowfree_auto", "knowfree_int8"):
+    for system in ("knowfree", "knowfree_auto", "knowfree_auto_grid120", "knowfree_int8"):
         for peer in ("ner", "spancat"):
             if system not in results or peer not in results:
                 continue
@@ -268,7 +288,7 @@ def main(argv: Optional[List[str]] = None) -> None:
             res: Dict = {}
         else:
             models[system] = train(system, corpus, args.workdir, args.epochs)
-            overrides = {"vars.max_span_width": "auto"} if system == "knowfree_auto" else {}
+            overrides = override_dict(OVERRIDES.get(system, []))
             res = child(
                 "train",
                 config_path(system, args.workdir),
@@ -321,7 +341,8 @@ def write_report(
         f"- versions: {versions()}",
         f"- machine: {machine()}",
         f"- models: trained {args.epochs} epochs on assets/sample; `knowfree` is the packaged config, "
-        '`knowfree_auto` the same with max_span_width "auto", `knowfree_int8` that one after '
+        '`knowfree_auto` the same with max_span_width "auto", `knowfree_auto_grid120` that one with '
+        "grid_width 120, `knowfree_int8` `knowfree_auto` after "
         "`knowfree quantize`, `knowfree_hash` the packaged config with spaCy's MultiHashEmbed "
         "(the encoder before 0.3.0); spancat ngram suggester 1..32",
         "",

@@ -136,22 +136,57 @@ def test_rows_of_concatenated_documents_do_not_see_each_other():
     assert torch.allclose(alone[valid], both[valid], atol=1e-5)
 
 
-def _head(batch_rows: int, width: int = 5, n_out: int = 3):
+def test_inside_pooling_adds_the_mean_projection_of_each_span():
+    torch.manual_seed(0)
+    encoder = make_encoder(width=4, inside_pooling=True)
+    tokens = torch.randn(7, 8)
+    n_valid = torch.clamp(7 - torch.arange(7), max=4)
+    means = encoder.inside_mean(tokens, 7, 4)
+    projected = encoder.inside_proj(tokens)
+    for r in range(7):
+        for k in range(int(n_valid[r])):
+            assert torch.allclose(means[r, k], projected[r : r + k + 1].mean(0), atol=1e-5)
+    # the term changes the features, and only the model built with it has it
+    plain = make_encoder(width=4)
+    plain.load_state_dict({name: value for name, value in encoder.state_dict().items() if "inside" not in name})
+    assert not torch.allclose(banded(plain, tokens, n_valid), banded(encoder, tokens, n_valid), atol=1e-3)
+    assert not any("inside" in name for name in plain.state_dict())
+
+
+def test_span_rows_stay_inside_their_band_with_inside_pooling():
+    torch.manual_seed(0)
+    encoder = make_encoder(width=4, inside_pooling=True)
+    tokens = torch.randn(12, 8)
+    n_valid = torch.clamp(12 - torch.arange(12), max=4)
+    base = banded(encoder, tokens, n_valid)
+    changed = tokens.clone()
+    changed[9] += 3.0
+    assert torch.allclose(banded(encoder, changed, n_valid)[:6], base[:6], atol=1e-5)
+
+
+def _head(batch_rows: int, width: int = 5, n_out: int = 3, inside_pooling: bool = False):
     torch.manual_seed(1)
     encoder = KnowFREEGridEncoder(
-        hidden_width=16, grid_width=20, n_biaffine_heads=4, n_attention_heads=5, attention_window=1, dropout=0.0
+        hidden_width=16,
+        grid_width=20,
+        n_biaffine_heads=4,
+        n_attention_heads=5,
+        attention_window=1,
+        dropout=0.0,
+        inside_pooling=inside_pooling,
     )
     head = span_grid_head(build_grid_encoder(encoder), Linear(), max_span_width=width, batch_rows=batch_rows)
     head.set_dim("nO", n_out)
     return head
 
 
-def test_head_shapes_and_row_groups_give_identical_logits():
+@pytest.mark.parametrize("inside_pooling", [False, True])
+def test_head_shapes_and_row_groups_give_identical_logits(inside_pooling):
     rng = numpy.random.default_rng(0)
     X = [rng.normal(size=(n, 8)).astype("float32") for n in (23, 1, 0, 9)]
-    whole = _head(batch_rows=64)
+    whole = _head(batch_rows=64, inside_pooling=inside_pooling)
     whole.initialize(X=X)
-    chunked = _head(batch_rows=3)
+    chunked = _head(batch_rows=3, inside_pooling=inside_pooling)
     chunked.initialize(X=X)
     chunked.from_bytes(whole.to_bytes())
     Y_whole = whole.predict(X)

@@ -28,6 +28,7 @@ def build_knowfree_model(
     ngram_evidence: bool = False,
     ngram_buckets: int = 262144,
     max_span_width: Union[int, str] = "auto",
+    inside_pooling: bool = False,
 ) -> Model[List[Doc], List[Floats3d]]:
     """Build the KnowFREE span model (section 3.2 of the paper).
 
@@ -55,6 +56,10 @@ def build_knowfree_model(
         (``${components.knowfree.max_span_width}``); "auto" (the default)
         leaves it to the ``knowfree`` component, which sets it before
         ``initialize`` from its own ``max_span_width``.
+    inside_pooling (bool): add a linear projection of the mean token vector
+        inside each span to the biaffine features H_B, so a span longer than
+        the tok2vec's receptive field is also seen from the inside (as
+        spancat's mean pooling sees it), not only from its two ends.
     RETURNS (Model[List[Doc], List[Floats3d]]): per doc, logits of shape
         (n_tokens, max_span_width, n_labels): cell [i, k] is the span of tokens
         i..i+k, columns are the target labels then the extension labels. The
@@ -98,6 +103,7 @@ def build_knowfree_model(
         n_attention_heads=n_attention_heads,
         attention_window=attention_window,
         dropout=dropout,
+        inside_pooling=inside_pooling,
     )
     head = span_grid_head(
         build_grid_encoder(encoder),

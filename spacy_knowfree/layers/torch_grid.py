@@ -188,9 +188,13 @@ class KnowFREEGridEncoder(nn.Module):
         n_attention_heads: int,
         attention_window: int,
         dropout: float,
+        inside_pooling: bool = False,
     ):
         super().__init__()
         self.grid_width = grid_width
+        # the mean of the span's projected token vectors, added to H_B
+        # (spancat's view of a span from the inside); off: the paper's model
+        self.inside_proj = nn.LazyLinear(grid_width) if inside_pooling else None
         self.dropout = nn.Dropout(dropout)
         # nn.LazyLinear infers the token-vector width D on the first call,
         # so any tok2vec (CNN, transformer) can feed the model.
@@ -210,6 +214,14 @@ class KnowFREEGridEncoder(nn.Module):
         embedding = self.biaffine.width_embedding
         return 0 if embedding is None else embedding.num_embeddings
 
+    def inside_mean(self, tokens: torch.Tensor, rows: int, width: int) -> torch.Tensor:
+        """(R, W, D~): cell ``[r, k]`` holds the mean of ``inside_proj`` over
+        tokens ``r .. r + k``, from prefix sums (linear cost); cells past the
+        sequence's end hold values that are never read."""
+        prefix = F.pad(self.inside_proj(tokens).cumsum(0), (0, 0, 1, 0))  # type: ignore[misc]
+        sums = band_windows(prefix[1:], width)[:rows] - prefix[:rows].unsqueeze(1)
+        return sums / torch.arange(1, width + 1, device=sums.device, dtype=sums.dtype).view(1, -1, 1)
+
     def forward(self, tokens: torch.Tensor, n_valid: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """tokens: (T, D) token vectors; n_valid: (R,) cells of each row inside
         its document (R <= T; row r starts at token r).
@@ -223,6 +235,8 @@ class KnowFREEGridEncoder(nn.Module):
         h_end = F.leaky_relu(self.end_proj(tokens))  # eq. 9
         h_start = F.leaky_relu(self.start_proj(tokens[:rows]))
         h_b = self.biaffine(self.dropout(h_start), self.dropout(h_end))  # eq. 10
+        if self.inside_proj is not None:
+            h_b = h_b + self.inside_mean(tokens, rows, width)
         cells = valid_cell_mask(n_valid, width).view(-1).nonzero().squeeze(1)
         h_b = h_b.reshape(-1, self.grid_width).index_select(0, cells)
         position = cells % width
