@@ -84,6 +84,9 @@ setup(
             "spacy-knowfree.KnowFREE.v1 = spacy_knowfree.layers.model:build_knowfree_model",
             "spacy-knowfree.CharNgramEmbed.v1 = spacy_knowfree.layers.char_ngram_embed:build_char_ngram_embed",
         ],
+        "spacy_readers": [
+            "spacy-knowfree.Corpus.v1 = spacy_knowfree.corpus:create_knowfree_corpus",
+        ],
         "spacy_scorers": [
             "spacy-knowfree.knowfree_scorer.v1 = spacy_knowfree.scorer:make_knowfree_scorer",
         ],

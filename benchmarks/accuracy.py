@@ -18,7 +18,9 @@ trains once per cell (seed 0) whatever ``--seed`` says. The systems that
 learn from unlabeled text (the cell's training pool minus the K subset, gold
 removed; never dev or test text) are opt-in: ``knowfree+lexicon+pretrain`` and
 ``spancat+pretrain`` (``spacy pretrain`` of the tok2vec),
-``knowfree+lexicon+unlabeled`` (the text with lexicon extension spans) and
+``knowfree+lexicon+unlabeled`` (the text with lexicon extension spans;
+``+share50``/``+share80``: labeled docs repeated to that share of each epoch,
+``labeled_share`` of ``spacy-knowfree.Corpus.v1``) and
 ``knowfree+lexicon+selftrain`` (the text pseudo-labeled by the
 ``knowfree+lexicon`` run of the same seed); see ``unlabeled_text.py``.
 ``knowfree+lexicon+auto_width`` is ``knowfree+lexicon`` with
@@ -95,6 +97,11 @@ SYSTEMS = {
     # that text with the lexicon's extension spans, target columns out of the
     # loss (benchmarks/unlabeled_text.py), beside the fusion samples
     "knowfree+lexicon+unlabeled": ("configs/knowfree_zh_cpu.cfg", "_fused"),
+    # the same, with the labeled docs repeated to half (four fifths) of each
+    # epoch (spacy-knowfree.Corpus.v1 labeled_share): without it the unlabeled
+    # docs fill most batches and the target columns get few updates
+    "knowfree+lexicon+unlabeled+share50": ("configs/knowfree_zh_cpu.cfg", "_fused"),
+    "knowfree+lexicon+unlabeled+share80": ("configs/knowfree_zh_cpu.cfg", "_fused"),
     # that text pseudo-labeled by the knowfree+lexicon run of the same seed
     "knowfree+lexicon+selftrain": ("configs/knowfree_zh_cpu.cfg", "_fused"),
     # max_span_width "auto" (the longest training span plus a margin) instead
@@ -113,9 +120,11 @@ SYSTEM_OVERRIDES: Dict[str, List[str]] = {
         "--components.knowfree.model.grid_width",
         "120",
     ],
+    "knowfree+lexicon+unlabeled+share50": ["--corpora.train.labeled_share", "0.5"],
+    "knowfree+lexicon+unlabeled+share80": ["--corpora.train.labeled_share", "0.8"],
 }
-PRETRAIN_SUFFIX = "+pretrain"
-UNLABELED_SUFFIXES = (PRETRAIN_SUFFIX, "+unlabeled", "+selftrain")
+# the parts of a system name (after its base) that use the cell's unlabeled text
+UNLABELED_PARTS = ("pretrain", "unlabeled", "selftrain")
 DEFAULT_SYSTEMS = ["knowfree", "knowfree+lexicon", "spancat", "ner", "crf"]
 # embedding block of the neural systems' tok2vec per encoder name
 _HASH_BLOCK = """{section}
@@ -340,7 +349,7 @@ def train_and_evaluate(
     train, added = with_unlabeled_text(system, train, corpus, k, seed, out, encoder, teacher_run)
     extra: List[str] = list(SYSTEM_OVERRIDES.get(system, []))
     pretrained: Dict = {}
-    if system.endswith(PRETRAIN_SUFFIX):
+    if has_part(system, "pretrain"):
         shared = out.parent.parent / "pretrain" / f"{Path(config).stem}__{encoder}__e{pretrain_epochs}"
         pretrained = pretrain_tok2vec(config_path, corpus / f"unlabeled_{k}.jsonl", shared, pretrain_epochs)
         extra += ["--paths.init_tok2vec", pretrained["weights"]]
@@ -387,10 +396,10 @@ def with_unlabeled_text(
     none): the lexicon-extended unlabeled docs (``+unlabeled``) or the
     pseudo-labels of the ``knowfree+lexicon`` run of ``seed`` (``+selftrain``,
     trained first by ``teacher_run`` when missing)."""
-    if system.endswith("+unlabeled"):
+    if has_part(system, "unlabeled"):
         added = unlabeled_text.extended_unlabeled_docs(run, corpus, k)
         return unlabeled_text.combined([train, added], corpus / f"{train.stem}_unlabeled.spacy"), added
-    if system.endswith("+selftrain"):
+    if has_part(system, "selftrain"):
         teacher = run_dir(out.parents[3], corpus.name, k, "knowfree+lexicon", encoder, seed)
         teacher_run("knowfree+lexicon", teacher)  # train_on locks its run directory
         added = unlabeled_text.pseudo_labeled_docs(
@@ -402,7 +411,13 @@ def with_unlabeled_text(
 
 def uses_unlabeled_text(system: str) -> bool:
     """Whether ``system`` needs its cell's unlabeled text (``unlabeled_K.jsonl``)."""
-    return system.endswith(UNLABELED_SUFFIXES)
+    return any(has_part(system, part) for part in UNLABELED_PARTS)
+
+
+def has_part(system: str, part: str) -> bool:
+    """Whether ``part`` is one of the ``+``-joined parts of ``system`` after
+    its base (``knowfree+lexicon+unlabeled+share50`` has ``unlabeled``)."""
+    return part in system.split("+")[1:]
 
 
 def train_crf(train: Path, corpus: Path, out: Path) -> Dict:

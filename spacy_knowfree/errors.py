@@ -253,6 +253,15 @@ class Errors(metaclass=ErrorsWithCodes):
         "the file as plain text (--text-format lines)."
     )
 
+    # KF13x: the training reader (spacy-knowfree.Corpus.v1)
+    KF130 = "Invalid value for '{arg}' in spacy-knowfree.Corpus.v1: {value!r}. Expected {expected}."
+    KF131 = (
+        "{path} holds {count} unlabeled docs (doc.user_data['knowfree_unlabeled']) "
+        "and no labeled one, so spacy-knowfree.Corpus.v1 has no labeled docs to "
+        "keep a share of. Add the gold training docs to the file (knowfree "
+        "extend --unlabeled marks only the raw text), or set labeled_share = 0."
+    )
+
     # KF20x: LLM tasks and backends (spacy_knowfree.llm)
     KF200 = (
         "No built-in prompt template for the '{task}' task in language "

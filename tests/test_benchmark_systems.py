@@ -68,6 +68,13 @@ def test_unlabeled_system_adds_the_extended_text_without_targets(tmp_path):
         "knowfree+lexicon+unlabeled", train, corpus, "5", 1, out, "char_ngram_words", no_teacher
     )
     assert again == combined and combined.stat().st_mtime_ns == stamp
+    # the share systems read the same file, with the labeled docs up-sampled
+    shared, _ = accuracy.with_unlabeled_text(
+        "knowfree+lexicon+unlabeled+share50", train, corpus, "5", 0, out, "char_ngram_words", no_teacher
+    )
+    assert shared == combined and accuracy.uses_unlabeled_text("knowfree+lexicon+unlabeled+share50")
+    assert accuracy.SYSTEM_OVERRIDES["knowfree+lexicon+unlabeled+share50"] == ["--corpora.train.labeled_share", "0.5"]
+    assert not accuracy.uses_unlabeled_text("knowfree+lexicon+auto_width")
 
 
 def test_selftrain_system_trains_its_teacher_once_and_adds_its_pseudo_labels(tmp_path):
