@@ -498,9 +498,12 @@ def test_sigint_exits_fast_and_keeps_every_finished_reply(serve, tmp_path):
     write_corpus(tmp_path / "train.spacy", texts)
     cache = tmp_path / "c.jsonl"
     args = extend_args(tmp_path, srv.url, cache, "--vars.concurrency", "4")
+    # unbuffered, so nothing it printed is lost if it has to be killed; with
+    # faulthandler, SIGABRT makes it print where every thread stands
+    env = {**_env(), "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "spacy_knowfree", *args],
-        env=_env(),
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -512,7 +515,17 @@ def test_sigint_exits_fast_and_keeps_every_finished_reply(serve, tmp_path):
         assert len(srv.prompts) >= 8, proc.communicate(timeout=5)[0] if proc.poll() is not None else srv.prompts
         sent = time.monotonic()
         proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=15)
+        try:
+            output, _ = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            alive = proc.poll() is None  # False: it exited, and a child of it holds the output pipe
+            if alive:
+                proc.send_signal(signal.SIGABRT)
+            try:
+                output, _ = proc.communicate(timeout=15)
+            except subprocess.TimeoutExpired as err:
+                output = err.output.decode("utf8", "replace") if isinstance(err.output, bytes) else str(err.output)
+            pytest.fail(f"no exit 15 s after SIGINT (process alive: {alive}); its output and stacks:\n{output[-8000:]}")
         took = time.monotonic() - sent
     finally:
         if proc.poll() is None:

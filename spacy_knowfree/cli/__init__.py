@@ -9,10 +9,12 @@ Every error is printed as its KF message alone; ``--verbose`` (anywhere on the
 command line) or ``KNOWFREE_VERBOSE=1`` also prints the traceback.
 """
 
+import contextlib
 import importlib
+import os
 import sys
 import traceback
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NoReturn, Optional, Sequence, Tuple
 
 import typer
 from wasabi import msg
@@ -41,15 +43,25 @@ OPTIONAL_COMMAND_MODULES: Dict[str, List[str]] = {
 
 def main(args: Optional[Sequence[str]] = None) -> None:
     """Console-script entry point: run the command in ``args`` (default: sys.argv),
-    printing any error as its KF message (exit code 1, 130 on Ctrl-C)."""
+    printing any error as its KF message (exit code 1, 130 on Ctrl-C).
+
+    Run as the process's own command line (``args`` None), an interrupted
+    command leaves at once (:func:`_leave_interrupted`); called with ``args``
+    (from Python), it raises ``SystemExit(130)`` as any command would."""
     argv, verbose = _pop_verbose(sys.argv[1:] if args is None else args)
     if verbose:
         set_verbose(True)
     command = _command_name(argv)
     try:
         app(args=argv, prog_name="knowfree")
+    except SystemExit as done:
+        if done.code == 130 and args is None:
+            _leave_interrupted()
+        raise
     except KeyboardInterrupt:
         _print_error(Errors.KF602.format(command=command or ""))
+        if args is None:
+            _leave_interrupted()
         sys.exit(130)
     except Exception as err:
         if getattr(err, "knowfree_reported", False):  # the command printed its KF message
@@ -75,6 +87,19 @@ def error_message(err: BaseException, command: Optional[str] = None) -> str:
     elif not isinstance(err, (ValueError, OSError)):
         text = f"{type(err).__name__}: {text}"
     return Errors.KF601.format(command=command or "", error=text)
+
+
+def _leave_interrupted() -> NoReturn:
+    """Exit with 130 now, without the interpreter's shutdown. After Ctrl-C the
+    LLM backends abandon the worker threads still waiting on a server (daemon
+    threads); a shutdown that meets one of them holding a lock (a progress
+    bar's, a log handler's) would wait forever. Everything the command keeps
+    is already on disk when it reports the stop: each cached reply is written
+    with its own ``os.write``."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(130)
 
 
 def _print_error(message: str) -> None:
