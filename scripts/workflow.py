@@ -253,9 +253,20 @@ def split_args(argv: list) -> tuple:
     return argv[:cut], argv[cut + 1 :]
 
 
+LABELED_SHARE = "--corpora.train.labeled_share"
+
+
 def train_args(pretrain_json, args) -> list:
+    """ARGS with the pretrained tok2vec of PRETRAIN_JSON if any, and without a
+    labeled_share of 0 (off), so a config whose training reader is not
+    spacy-knowfree.Corpus.v1 trains as before."""
+    args = list(args)
+    if LABELED_SHARE in args[:-1]:
+        at = args.index(LABELED_SHARE)
+        if float(args[at + 1]) == 0.0:
+            del args[at : at + 2]
     weights = json.loads(Path(pretrain_json).read_text("utf8")).get("weights")
-    return [*args, "--paths.init_tok2vec", weights] if weights else list(args)
+    return [*args, "--paths.init_tok2vec", weights] if weights else args
 
 
 def train(pretrain_json, *args) -> None:

@@ -1,6 +1,8 @@
 """spacy-knowfree.Corpus.v1: labeled docs repeated to a share of each epoch."""
 
+import importlib.util
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import spacy
@@ -90,3 +92,23 @@ def test_the_packaged_cpu_config_reads_training_data_with_it(tmp_path):
     section = {**config["corpora"]["train"], "path": str(path), "labeled_share": 0.6}
     examples = list(registry.resolve({"r": section})["r"](nlp))
     assert len(examples) == 2 * 5 + 6  # 5 copies: 10 / 16 >= 0.6, 8 / 14 < 0.6
+
+
+def _workflow_script():
+    path = Path(__file__).resolve().parents[1] / "scripts" / "workflow.py"
+    spec = importlib.util.spec_from_file_location("knowfree_workflow_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_workflow_passes_a_labeled_share_on_and_drops_it_when_off(tmp_path):
+    workflow = _workflow_script()
+    pretrain = tmp_path / "pretrain.json"
+    pretrain.write_text('{"weights": null}', encoding="utf8")
+    head = ["cfg.cfg", "--paths.train", "t.spacy"]
+    on = workflow.train_args(pretrain, [*head, "--corpora.train.labeled_share", "0.5", "--gpu-id", "-1"])
+    assert on == [*head, "--corpora.train.labeled_share", "0.5", "--gpu-id", "-1"]
+    # off: the override is left out, so a config with spacy.Corpus.v1 still trains
+    off = workflow.train_args(pretrain, [*head, "--corpora.train.labeled_share", "0.0", "--gpu-id", "-1"])
+    assert off == [*head, "--gpu-id", "-1"]
