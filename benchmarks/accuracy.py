@@ -375,7 +375,22 @@ def train_and_evaluate(
     width = trained_span_width(out / "model" / "model-best")
     if width is not None:
         metrics["max_span_width"] = width
+    dev = dev_score(out, system)
+    if dev is not None:
+        metrics["dev_f"] = dev
     return {**metrics, "encoder": encoder}
+
+
+def dev_score(out: Path, system: str) -> Optional[float]:
+    """The dev F1 that selected the run's model-best (spaCy keeps it in the
+    model's meta.json), or None when the run has no model-best. Settings are
+    chosen on it, never on test."""
+    meta = out / "model" / "model-best" / "meta.json"
+    if not meta.exists():
+        return None
+    performance = json.loads(meta.read_text(encoding="utf8")).get("performance", {})
+    value = performance.get(("ents" if system.startswith("ner") else "spans_sc") + "_f")
+    return None if value is None else float(value)
 
 
 def trained_span_width(model: Path) -> Optional[int]:
@@ -763,6 +778,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         "pretrain_epochs": args.pretrain_epochs,
     }
     skipped = 0
+    backfill: List[Tuple[RunKey, Dict]] = []  # --report-only: dev F1 of runs logged without it
     for dataset in args.dataset:
         corpus = args.workdir / "corpus" / dataset  # written by prepare_corpus below
         for k in ks:
@@ -771,12 +787,20 @@ def main(argv: Optional[List[str]] = None) -> None:
                 outs = [run_dir(args.workdir, dataset, k, system, encoder, seed) for seed in run_seeds(system, seeds)]
                 cells.append((dataset, k, system, encoder, outs))
                 if args.report_only:
+                    for seed, out in zip(run_seeds(system, seeds), outs):
+                        record = logged.get((dataset, k, system, encoder, seed))
+                        dev = dev_score(out, system) if record is not None and "dev_f" not in record else None
+                        if record is not None and dev is not None:
+                            backfill.append(((dataset, k, system, encoder, seed), {**record, "dev_f": dev}))
                     continue
                 for seed, out in zip(run_seeds(system, seeds), outs):
                     if not args.rerun and is_recorded(logged.get((dataset, k, system, encoder, seed)), settings):
                         skipped += 1
                     else:
                         jobs.append((system, corpus, k, seed, out))
+    if backfill:
+        record_runs(args.runs_log, backfill)
+        print(f"recorded the dev F1 of {len(backfill)} logged run(s) from their model-best", flush=True)
     if skipped:
         print(
             f"{skipped} run(s) already in {args.runs_log} with these settings are not "

@@ -2,6 +2,7 @@
 that learn from unlabeled text (knowfree+lexicon+unlabeled,
 knowfree+lexicon+selftrain) and the band width of knowfree+lexicon+auto_width."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -117,3 +118,21 @@ def test_auto_width_system_trains_the_auto_band_and_records_it(tmp_path):
     plain = tmp_path / "plain"
     accuracy.train_on(config, corpus / "train_5_fused.spacy", corpus, 0, plain, 4, 2, 0, extra=TINY)
     assert accuracy.trained_span_width(plain / "model" / "model-best") == 32  # the config's own
+
+
+def test_report_only_records_the_dev_f1_of_logged_runs_that_lack_it(tmp_path):
+    workdir, log = tmp_path / "runs", tmp_path / "runs.jsonl"
+    encoder = "char_ngram_words"
+    key = {"dataset": "weibo", "k": "250", "system": "knowfree+lexicon", "encoder": encoder}
+    records = [{**key, "seed": seed, "p": 0.5, "r": 0.5, "f": 0.5, "train_seconds": 9.0} for seed in (0, 1)]
+    log.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf8")
+    best = accuracy.run_dir(workdir, "weibo", "250", "knowfree+lexicon", encoder, 0) / "model" / "model-best"
+    best.mkdir(parents=True)
+    (best / "meta.json").write_text(json.dumps({"performance": {"spans_sc_f": 0.4321}}), encoding="utf8")
+    argv = ["--report-only", "--dataset", "weibo", "--k", "250", "--system", "knowfree+lexicon"]
+    argv += ["--seed", "0", "--seed", "1", "--encoder", encoder, "--workdir", str(workdir)]
+    accuracy.main([*argv, "--runs-log", str(log), "--output", str(tmp_path / "table.md")])
+    logged = accuracy.read_runs_log(log)
+    assert logged[("weibo", "250", "knowfree+lexicon", encoder, 0)]["dev_f"] == 0.4321
+    assert "dev_f" not in logged[("weibo", "250", "knowfree+lexicon", encoder, 1)]  # no model-best: nothing to read
+    assert logged[("weibo", "250", "knowfree+lexicon", encoder, 0)]["f"] == 0.5  # the rest as it was
