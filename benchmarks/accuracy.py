@@ -362,7 +362,7 @@ def train_and_evaluate(
         max_steps,
         eval_frequency,
         patience,
-        scores_prefix="ents" if system.startswith("ner") else "spans_sc",
+        scores_prefix=scores_prefix(system),
         extra=extra,
     )
     if pretrained:
@@ -389,8 +389,14 @@ def dev_score(out: Path, system: str) -> Optional[float]:
     if not meta.exists():
         return None
     performance = json.loads(meta.read_text(encoding="utf8")).get("performance", {})
-    value = performance.get(("ents" if system.startswith("ner") else "spans_sc") + "_f")
+    value = performance.get(f"{scores_prefix(system)}_f")
     return None if value is None else float(value)
+
+
+def scores_prefix(system: str) -> str:
+    """The prefix of ``system``'s scores in spaCy's evaluation (``ents_f`` for
+    ner, ``spans_sc_f`` for the span systems)."""
+    return "ents" if system.startswith("ner") else "spans_sc"
 
 
 def trained_span_width(model: Path) -> Optional[int]:
@@ -788,10 +794,11 @@ def main(argv: Optional[List[str]] = None) -> None:
                 cells.append((dataset, k, system, encoder, outs))
                 if args.report_only:
                     for seed, out in zip(run_seeds(system, seeds), outs):
-                        record = logged.get((dataset, k, system, encoder, seed))
-                        dev = dev_score(out, system) if record is not None and "dev_f" not in record else None
-                        if record is not None and dev is not None:
-                            backfill.append(((dataset, k, system, encoder, seed), {**record, "dev_f": dev}))
+                        key = (dataset, k, system, encoder, seed)
+                        record = logged.get(key)
+                        dev = None if record is None or "dev_f" in record else dev_score(out, system)
+                        if dev is not None:
+                            backfill.append((key, {**record, "dev_f": dev}))
                     continue
                 for seed, out in zip(run_seeds(system, seeds), outs):
                     if not args.rerun and is_recorded(logged.get((dataset, k, system, encoder, seed)), settings):
