@@ -104,8 +104,10 @@ SYSTEMS = {
     "knowfree+lexicon+unlabeled+share80": ("configs/knowfree_zh_cpu.cfg", "_fused"),
     # that text pseudo-labeled by the knowfree+lexicon run of the same seed
     "knowfree+lexicon+selftrain": ("configs/knowfree_zh_cpu.cfg", "_fused"),
-    # max_span_width "auto" (the longest training span plus a margin) instead
-    # of the config's 32: does the narrower, faster band cost accuracy?
+    # max_span_width "auto" (the longest training span plus a margin, the
+    # packaged config's width since 0.4.0) instead of 32: the other knowfree
+    # systems keep the 32 they were measured with (LEGACY_WIDTH)
+    "knowfree+auto_width": ("configs/knowfree_zh_cpu.cfg", ""),
     "knowfree+lexicon+auto_width": ("configs/knowfree_zh_cpu.cfg", "_fused"),
     # and with a grid of 120 channels instead of 200, the setting that meets
     # issue 22's speed targets (benchmarks/notes/speed.md)
@@ -113,6 +115,7 @@ SYSTEMS = {
 }
 # ``spacy train`` overrides of a system beyond its config
 SYSTEM_OVERRIDES: Dict[str, List[str]] = {
+    "knowfree+auto_width": ["--vars.max_span_width", "auto"],
     "knowfree+lexicon+auto_width": ["--vars.max_span_width", "auto"],
     "knowfree+lexicon+auto_width+grid120": [
         "--vars.max_span_width",
@@ -123,9 +126,12 @@ SYSTEM_OVERRIDES: Dict[str, List[str]] = {
     "knowfree+lexicon+unlabeled+share50": ["--corpora.train.labeled_share", "0.5"],
     "knowfree+lexicon+unlabeled+share80": ["--corpora.train.labeled_share", "0.8"],
 }
+# the band of the knowfree systems without "auto_width" in their name: the
+# packaged width up to 0.3.0, so that their rows keep meaning what they measured
+LEGACY_WIDTH = ["--vars.max_span_width", "32"]
 # the parts of a system name (after its base) that use the cell's unlabeled text
 UNLABELED_PARTS = ("pretrain", "unlabeled", "selftrain")
-DEFAULT_SYSTEMS = ["knowfree", "knowfree+lexicon", "spancat", "ner", "crf"]
+DEFAULT_SYSTEMS = ["knowfree+auto_width", "knowfree+lexicon+auto_width", "spancat", "ner", "crf"]
 # embedding block of the neural systems' tok2vec per encoder name
 _HASH_BLOCK = """{section}
 @architectures = "spacy.MultiHashEmbed.v2"
@@ -347,7 +353,8 @@ def train_and_evaluate(
         )
 
     train, added = with_unlabeled_text(system, train, corpus, k, seed, out, encoder, teacher_run)
-    extra: List[str] = list(SYSTEM_OVERRIDES.get(system, []))
+    overrides = system_overrides(system)
+    extra: List[str] = list(overrides)
     pretrained: Dict = {}
     if has_part(system, "pretrain"):
         shared = out.parent.parent / "pretrain" / f"{Path(config).stem}__{encoder}__e{pretrain_epochs}"
@@ -370,8 +377,8 @@ def train_and_evaluate(
         metrics["pretrain_epochs"] = pretrain_epochs
     if added is not None:
         metrics["unlabeled"] = unlabeled_text.describe(added)
-    if system in SYSTEM_OVERRIDES:
-        metrics["overrides"] = " ".join(SYSTEM_OVERRIDES[system])
+    if overrides:
+        metrics["overrides"] = " ".join(overrides)
     width = trained_span_width(out / "model" / "model-best")
     if width is not None:
         metrics["max_span_width"] = width
@@ -439,6 +446,16 @@ def has_part(system: str, part: str) -> bool:
     """Whether ``part`` is one of the ``+``-joined parts of ``system`` after
     its base (``knowfree+lexicon+unlabeled+share50`` has ``unlabeled``)."""
     return part in system.split("+")[1:]
+
+
+def system_overrides(system: str) -> List[str]:
+    """The ``spacy train`` overrides of ``system`` beyond its config: its own
+    (:data:`SYSTEM_OVERRIDES`), after :data:`LEGACY_WIDTH` for a knowfree
+    system that does not ask for the ``auto_width``."""
+    own = SYSTEM_OVERRIDES.get(system, [])
+    if SYSTEMS[system][0].startswith("configs/knowfree") and not has_part(system, "auto_width"):
+        return [*LEGACY_WIDTH, *own]
+    return list(own)
 
 
 def train_crf(train: Path, corpus: Path, out: Path) -> Dict:

@@ -11,17 +11,19 @@ its ``configs/*_zh_cpu.cfg`` config, then measures in fresh subprocesses:
 - peak memory above the loaded pipeline, and seconds, for one document of
   100 ... 20,000 characters (2 threads).
 
-Systems: ``knowfree`` (the packaged config as it is), ``knowfree_auto``
-(``max_span_width = "auto"``), ``knowfree_int8`` (``knowfree_auto`` after
-``knowfree quantize``), ``knowfree_auto_grid120`` (``knowfree_auto`` with
-``grid_width = 120`` instead of 200: the attention's Q/K/V projection, the
-head's largest cost, is ~2.8x smaller), ``knowfree_hash`` (the packaged config with spaCy's
+Systems: ``knowfree`` (the packaged config as it is: ``max_span_width =
+"auto"``), ``knowfree_w32`` (the same with ``max_span_width = 32``, the
+packaged width up to 0.3.0), ``knowfree_int8`` (``knowfree`` after ``knowfree
+quantize``), ``knowfree_grid120`` (``knowfree`` with ``grid_width = 120``
+instead of 200: the attention's Q/K/V projection, the head's largest cost, is
+~2.8x smaller), ``knowfree_hash`` (the packaged config with spaCy's
 ``MultiHashEmbed`` instead of its character n-gram and jieba word-boundary
-embedding: what the new encoder costs), ``spancat`` and ``ner``. Writes a markdown table to
-``benchmarks/results/speed.md`` and the numbers, with the ratios under stable
-names (``knowfree_over_ner_1thread``, ``knowfree_over_spancat_1thread``,
-``train_knowfree_over_spancat``, ``train_knowfree_over_ner``, and the same
-with ``knowfree_auto`` / ``knowfree_auto_grid120`` / ``knowfree_int8``;
+embedding: what the new encoder costs), ``spancat`` and ``ner``. Writes a
+markdown table to ``benchmarks/results/speed.md`` and the numbers, with the
+ratios under stable names (``knowfree_over_ner_1thread``,
+``knowfree_over_spancat_1thread``, ``train_knowfree_over_spancat``,
+``train_knowfree_over_ner``, and the same with ``knowfree_w32`` /
+``knowfree_grid120`` / ``knowfree_int8``;
 ``knowfree_over_knowfree_hash_1thread``),
 to ``speed.json`` beside it.
 
@@ -45,18 +47,18 @@ from machine import cpu_name, versions  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {
     "knowfree": "configs/knowfree_zh_cpu.cfg",
-    "knowfree_auto": "configs/knowfree_zh_cpu.cfg",
-    "knowfree_auto_grid120": "configs/knowfree_zh_cpu.cfg",
+    "knowfree_w32": "configs/knowfree_zh_cpu.cfg",
+    "knowfree_grid120": "configs/knowfree_zh_cpu.cfg",
     "knowfree_hash": "configs/knowfree_zh_cpu.cfg",
     "spancat": "configs/spancat_zh_cpu.cfg",
     "ner": "configs/ner_zh_cpu.cfg",
 }
 # ``spacy train`` overrides of a system beyond its config
 OVERRIDES = {
-    "knowfree_auto": ["--vars.max_span_width", "auto"],
-    "knowfree_auto_grid120": ["--vars.max_span_width", "auto", "--components.knowfree.model.grid_width", "120"],
+    "knowfree_w32": ["--vars.max_span_width", "32"],
+    "knowfree_grid120": ["--components.knowfree.model.grid_width", "120"],
 }
-SYSTEMS = ["knowfree", "knowfree_auto", "knowfree_auto_grid120", "knowfree_int8", "knowfree_hash", "spancat", "ner"]
+SYSTEMS = ["knowfree", "knowfree_w32", "knowfree_grid120", "knowfree_int8", "knowfree_hash", "spancat", "ner"]
 # systems whose config swaps the tok2vec's embedding (benchmarks/accuracy.py's encoders)
 ENCODER_VARIANTS = {"knowfree_hash": "hash"}
 LENGTHS = [100, 1000, 5000, 20000]
@@ -240,7 +242,7 @@ def ratios(results: Dict[str, Dict]) -> Dict[str, float]:
     above 1: knowfree is faster) and training seconds per step (below 1:
     knowfree is faster), for the pairs that ``results`` holds."""
     out: Dict[str, float] = {}
-    for system in ("knowfree", "knowfree_auto", "knowfree_auto_grid120", "knowfree_int8"):
+    for system in ("knowfree", "knowfree_w32", "knowfree_grid120", "knowfree_int8"):
         for peer in ("ner", "spancat"):
             if system not in results or peer not in results:
                 continue
@@ -283,7 +285,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         print(f"[{system}] training", flush=True)
         if system == "knowfree_int8":
             models[system] = quantize(
-                models.get("knowfree_auto") or train("knowfree_auto", corpus, args.workdir, args.epochs), args.workdir
+                models.get("knowfree") or train("knowfree", corpus, args.workdir, args.epochs), args.workdir
             )
             res: Dict = {}
         else:
@@ -340,10 +342,10 @@ def write_report(
         f"- date: {time.strftime('%Y-%m-%d %H:%M')}",
         f"- versions: {versions()}",
         f"- machine: {machine()}",
-        f"- models: trained {args.epochs} epochs on assets/sample; `knowfree` is the packaged config, "
-        '`knowfree_auto` the same with max_span_width "auto", `knowfree_auto_grid120` that one with '
-        "grid_width 120, `knowfree_int8` `knowfree_auto` after "
-        "`knowfree quantize`, `knowfree_hash` the packaged config with spaCy's MultiHashEmbed "
+        f"- models: trained {args.epochs} epochs on assets/sample; `knowfree` is the packaged config "
+        '(max_span_width "auto"), `knowfree_w32` the same with max_span_width 32 (the packaged '
+        "width before 0.4.0), `knowfree_grid120` the packaged config with grid_width 120, "
+        "`knowfree_int8` `knowfree` after `knowfree quantize`, `knowfree_hash` the packaged config with spaCy's MultiHashEmbed "
         "(the encoder before 0.3.0); spancat ngram suggester 1..32",
         "",
         "| measure | " + " | ".join(systems) + " |",

@@ -75,9 +75,14 @@ ALIASES = {
     "learn_rate": "training.optimizer.learn_rate",
     "train_dropout": "training.dropout",
     "max_steps": "training.max_steps",
+    "max_span_width": "vars.max_span_width",
     "batch_start": "training.batcher.size.start",
     "batch_stop": "training.batcher.size.stop",
 }
+# what every run sets unless its setting says otherwise: the steps and the band
+# the sweep started with (the packaged config says max_span_width "auto" since
+# 0.4.0; a setting "max_span_width=auto" measures that)
+BASELINE = {"training.max_steps": "1200", "vars.max_span_width": "32"}
 # the coarse stage: one change at a time from the defaults
 STAGES: Dict[str, List[str]] = {
     "coarse": [
@@ -170,7 +175,7 @@ def train_command(
         "--training.patience",
         "0",
     ]
-    overrides = {"training.max_steps": "1200", **overrides}
+    overrides = {**BASELINE, **overrides}
     for path, value in overrides.items():
         cmd += [f"--{path}", value]
     return cmd

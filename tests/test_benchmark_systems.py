@@ -106,18 +106,25 @@ def test_selftrain_system_trains_its_teacher_once_and_adds_its_pseudo_labels(tmp
     assert info["docs"] == len(UNLABELED) and info["pseudo_label"]["min_confidence"] == 0.9
 
 
-def test_auto_width_system_trains_the_auto_band_and_records_it(tmp_path):
+def test_the_packaged_band_is_auto_and_older_knowfree_systems_keep_32(tmp_path):
+    assert accuracy.system_overrides("knowfree+lexicon+auto_width") == ["--vars.max_span_width", "auto"]
+    assert accuracy.system_overrides("knowfree+lexicon+unlabeled+share50") == [
+        *accuracy.LEGACY_WIDTH,
+        "--corpora.train.labeled_share",
+        "0.5",
+    ]
+    assert accuracy.system_overrides("spancat") == accuracy.system_overrides("crf") == []
     corpus = _cell(tmp_path)
     config = str(accuracy.ROOT / accuracy.SYSTEMS["knowfree+lexicon+auto_width"][0])
-    extra = TINY + accuracy.SYSTEM_OVERRIDES["knowfree+lexicon+auto_width"]
     out = tmp_path / "run"
-    accuracy.train_on(config, corpus / "train_5_fused.spacy", corpus, 0, out, 4, 2, 0, extra=extra)
+    accuracy.train_on(config, corpus / "train_5_fused.spacy", corpus, 0, out, 4, 2, 0, extra=TINY)
     longest = max(end - start for _, spans in FLAT for start, end, _ in spans)
     width = accuracy.trained_span_width(out / "model" / "model-best")
-    assert width == auto_span_width([longest]) < 32  # 4 characters -> 8
-    plain = tmp_path / "plain"
-    accuracy.train_on(config, corpus / "train_5_fused.spacy", corpus, 0, plain, 4, 2, 0, extra=TINY)
-    assert accuracy.trained_span_width(plain / "model" / "model-best") == 32  # the config's own
+    assert width == auto_span_width([longest]) < 32  # the config's own "auto": 4 characters -> 8
+    legacy = tmp_path / "legacy"
+    extra = TINY + accuracy.system_overrides("knowfree+lexicon")
+    accuracy.train_on(config, corpus / "train_5_fused.spacy", corpus, 0, legacy, 4, 2, 0, extra=extra)
+    assert accuracy.trained_span_width(legacy / "model" / "model-best") == 32
 
 
 def test_report_only_records_the_dev_f1_of_logged_runs_that_lack_it(tmp_path):
