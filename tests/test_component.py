@@ -398,3 +398,35 @@ def test_weights_of_another_model_layout_raise_a_clear_error(trained_flat):
     with pytest.raises(ValueError, match="KF315.*'knowfree'"):
         load_model_bytes(model, srsly.msgpack_dumps(msg), "knowfree")
     assert load_model_bytes(model, data, "knowfree") is model
+
+
+def test_optimizer_averages_reach_the_torch_span_head():
+    """``use_averages = true``: inside ``nlp.use_params(optimizer.averages)``
+    (spaCy's evaluation and model-best) the torch part of the head uses its
+    averaged weights too, and gets its own back afterwards."""
+    import torch
+    from thinc.api import Adam, xp2torch
+
+    from spacy_knowfree.layers.torch_state import StateDictShim
+
+    nlp = make_nlp()
+    examples = make_examples(nlp, FLAT)
+    nlp.initialize(lambda: examples)
+    optimizer = Adam(0.01, use_averages=True)
+    for _ in range(3):
+        nlp.update(examples, sgd=optimizer)
+    knowfree = nlp.get_pipe("knowfree")
+    shim = next(s for node in knowfree.model.walk() for s in node.shims if isinstance(s, StateDictShim))
+    weights = dict(shim._model.named_parameters())
+    name = next(n for n in weights if (shim.id, n) in optimizer.averages)
+    averaged = xp2torch(optimizer.averages[(shim.id, name)])
+    last = weights[name].detach().clone()
+    assert not torch.allclose(last, averaged)
+    docs = [nlp.make_doc(text) for text, _ in FLAT]
+    plain = knowfree.predict(docs)
+    with nlp.use_params(optimizer.averages):
+        assert torch.allclose(dict(shim._model.named_parameters())[name].detach(), averaged)
+        with_averages = knowfree.predict(docs)
+    assert torch.equal(dict(shim._model.named_parameters())[name].detach(), last)
+    assert not numpy.allclose(plain[0], with_averages[0])
+    assert numpy.allclose(knowfree.predict(docs)[0], plain[0])

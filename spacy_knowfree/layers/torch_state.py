@@ -8,15 +8,22 @@ saves the module's state dict of tensors and loads it with
 ``torch.load(..., weights_only=True)`` whatever the torch and thinc versions;
 anything else in the file raises KF010. Pipelines saved by thinc's own shim
 (also a state dict) load unchanged.
+
+It also makes ``use_averages = true`` reach the torch weights: thinc's
+optimizer keeps their averages under ``(shim id, parameter name)``
+(``PyTorchShim.finish_update``), while ``PyTorchShim.use_params`` looks for
+``"pytorch_{id}_{name}"``, so spaCy's evaluation and ``model-best`` used the
+averaged tok2vec with the last (not averaged) span head.
 """
 
+import contextlib
 from io import BytesIO
-from typing import Mapping
+from typing import Any, Dict, Iterator, Mapping
 
 import srsly
 import torch
 from thinc.shims import PyTorchShim
-from thinc.util import get_torch_default_device
+from thinc.util import get_torch_default_device, xp2torch
 
 from ..errors import Errors
 
@@ -35,6 +42,26 @@ class StateDictShim(PyTorchShim):
         self._model = deserialize_state_dict(self._model, data["state"], device)
         self._grad_scaler.to_(device)
         return self
+
+    @contextlib.contextmanager
+    def use_params(self, params: Dict[Any, Any]) -> Iterator[None]:
+        """Use the weights in ``params`` (e.g. the optimizer's averages) inside
+        the block: found under the key ``finish_update`` stores them with,
+        ``(shim id, parameter name)``, or under thinc's ``"pytorch_{id}_{name}"``."""
+        state = {}
+        for name, _ in self._model.named_parameters():
+            value = params.get((self.id, name), params.get(f"pytorch_{self.id}_{name}"))
+            if value is not None:
+                state[name] = xp2torch(value, device=self.device)
+        if not state:
+            yield
+            return
+        backup = {name: tensor.detach().clone() for name, tensor in self._model.state_dict().items()}
+        self._model.load_state_dict(state, strict=False)
+        try:
+            yield
+        finally:
+            self._model.load_state_dict(backup)
 
 
 def serialize_state_dict(module: "torch.nn.Module") -> bytes:
