@@ -221,7 +221,8 @@ def write_table(path: Path, runs: Dict, datasets: List[str], argv: List[str]) ->
         "",
         f"- command: `python {' '.join(argv)}`",
         f"- date: {time.strftime('%Y-%m-%d %H:%M')}",
-        "- dev F1 (%) of the best checkpoint, one seed per setting; the test split is "
+        "- dev F1 (%) of the best checkpoint, the mean over the seeds a setting ran (one unless "
+        "`sweep_runs.jsonl` holds more); the test split is "
         "never read. Rule: the highest mean over all swept datasets wins; a setting "
         "missing a dataset is not ranked.",
         "",
