@@ -38,7 +38,7 @@ def apply_cli(
     engine: Engine = typer.Option(
         Engine.local,
         "--engine",
-        help='local: nlp.pipe on this machine; ray: Ray Data actors, each with its own pipeline (pip install "spacy-knowfree[ray]").',
+        help='local: nlp.pipe on this machine; ray: Ray Data actors, each with its own pipeline (pip install "spacy-knowfree\\[ray]").',
     ),
     fmt: OutputFormat = typer.Option(
         OutputFormat.spacy,

@@ -48,7 +48,7 @@ class Sampling(str, Enum):
 # The options every augmenter takes: how it reaches its LLM, and what is added to its docs.
 _CONFIG_OPT = config_option(
     (
-        "LLM config: a [model] block (any llm_models backend, e.g. spacy-knowfree.OpenAICompatible.v1). "
+        "LLM config: a \\[model] block (any llm_models backend, e.g. spacy-knowfree.OpenAICompatible.v1). "
         "Default: the embedded SmolLM2 backend."
     ),
 )
@@ -66,7 +66,7 @@ _THREADS_OPT = typer.Option(None, "--threads", help="Default backend: torch CPU 
 _MODEL_SECTION_OPT = typer.Option(
     None,
     "--model-section",
-    help=("Dotted section of the @llm_models block in -c (default: [model], else the first llm component's model)."),
+    help=("Dotted section of the @llm_models block in -c (default: \\[model], else the first llm component's model)."),
 )
 _ANNOTATOR_OPT = typer.Option(
     None,

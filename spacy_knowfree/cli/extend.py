@@ -100,7 +100,7 @@ def extend_cli(
         "local",
         "--engine",
         help="local: this process; ray: shards on Ray Data actors, each shard with its "
-        'own response cache file (pip install "spacy-knowfree[ray]").',
+        'own response cache file (pip install "spacy-knowfree\\[ray]").',
     ),
     shard_size: int = typer.Option(500, "--shard-size", help="ray: docs per shard, the unit of work and resumption."),
     num_actors: int = typer.Option(1, "--num-actors", help="ray: actors, each with its own knowledge pipeline."),

@@ -198,7 +198,7 @@ def merge_labels_cli(
         help="Reviewable JSON label map: written (computed), or read with --apply-only.",
     ),
     config_path: Optional[Path] = config_option(
-        "Config with the LLM for the one P_merge call: a [model] block (@llm_models = ...), or a "
+        "Config with the LLM for the one P_merge call: a \\[model] block (@llm_models = ...), or a "
         "knowledge pipeline such as extend_openai.cfg (knowfree init extend-config --source openai; "
         "the entities component's model is used). "
         "Overrides as in spacy train, e.g. --vars.endpoint http://127.0.0.1:8000/v1/chat/completions.",

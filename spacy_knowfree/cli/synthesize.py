@@ -41,7 +41,7 @@ def synthesize_cli(
     ),
     output_path: Path = output_file_argument("The synthetic .spacy DocBin to write."),
     config_path: Optional[Path] = config_option(
-        "LLM config: a [model] block (any llm_models backend, e.g. spacy-knowfree.OpenAICompatible.v1) and optional [explanation] / [description] task blocks. Default: the embedded SmolLM2 backend.",
+        "LLM config: a \\[model] block (any llm_models backend, e.g. spacy-knowfree.OpenAICompatible.v1) and optional \\[explanation] / \\[description] task blocks. Default: the embedded SmolLM2 backend.",
     ),
     lang: str = typer.Option(
         "zh", "--lang", help="Language of the prompts, sentence splitting and language filter: zh or en."
@@ -100,7 +100,7 @@ def synthesize_cli(
     model_section: Optional[str] = typer.Option(
         None,
         "--model-section",
-        help="Dotted section of the @llm_models block in -c (default: [model], else the first llm component's model).",
+        help="Dotted section of the @llm_models block in -c (default: \\[model], else the first llm component's model).",
     ),
 ) -> None:
     """Let an LLM explain every fusion sample (P_exp with its target entities,
