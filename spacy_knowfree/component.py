@@ -114,8 +114,9 @@ def make_knowfree(
     head_lr_scale (float): learning-rate multiplier of the span head relative to
         the optimizer's rate, e.g. 50 with a transformer at 2e-5 gives the
         paper's 1e-3 for the non-encoder part.
-    int8 (bool): at inference, run the span head's Linear layers in int8
-        (torch dynamic quantization, CPU only; ``knowfree quantize`` sets it).
+    int8 (bool): at inference, run the span head's per-cell Q/K/V projection
+        in int8 (torch dynamic quantization, CPU only; ``knowfree quantize``
+        sets it).
         Training and the saved weights stay float32.
     scorer (Optional[Callable]): the scoring method.
     """

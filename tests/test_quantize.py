@@ -22,13 +22,16 @@ def trained():
     return nlp, examples
 
 
-def test_int8_copy_quantizes_the_linear_layers_only(trained):
+def test_int8_copy_quantizes_the_cell_projection_only(trained):
     nlp, _ = trained
     encoder = torch_encoder(nlp.get_pipe("knowfree").model.get_ref("head"))
     quantized = int8_copy(encoder)
     assert quantized is int8_copy(encoder)  # cached while the weights stay
     assert "quantized" in type(quantized.attention.qkv).__module__
-    assert "quantized" in type(quantized.biaffine.affine_end).__module__
+    # the per-token layers stay float32 (quantized, they cost accuracy on dev)
+    for name in ("start_proj", "end_proj"):
+        assert type(getattr(quantized, name)) is torch.nn.Linear
+    assert type(quantized.biaffine.affine_end) is torch.nn.Linear
     assert type(encoder.attention.qkv) is torch.nn.Linear  # the float module is untouched
     torch.testing.assert_close(quantized.biaffine.bilinear, encoder.biaffine.bilinear)
 

@@ -30,10 +30,10 @@ def quantize_cli(
 ) -> None:
     """Save MODEL to OUT with int8 inference in its knowfree components.
 
-    The Q/K/V, start/end and affine projections of the span head run in int8
-    at inference (about three quarters of its multiply-adds); the weights on
+    The span head's attention projects every cell of the span grid to Q/K/V
+    in int8 at inference (most of the head's Linear multiply-adds); the weights on
     disk stay float32, so OUT loads like any pipeline and can be trained
-    further. Sets int8 = true in [components.NAME]; set it back to false to
+    further. Sets int8 = true in the component's config; set it back to false to
     predict in float32 again. With --data, the F-scores of MODEL and OUT are
     printed side by side."""
     try:
