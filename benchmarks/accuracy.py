@@ -154,9 +154,12 @@ ENCODERS: Dict[str, str] = {
     "hash": _HASH_BLOCK,
     "char_ngram": _CHAR_NGRAM_BLOCK.replace("{words}", "false"),
     "char_ngram_words": _CHAR_NGRAM_BLOCK.replace("{words}", "true"),
+    # + jieba's part-of-speech tag of each token's word (layers/word_tags.py)
+    "char_ngram_words_tags": _CHAR_NGRAM_BLOCK.replace("{words}", "true") + "word_tags = true\ntag_rows = 512\n",
 }
-# the packaged CPU configs' own encoder (chosen on dev, notes/encoder_dev.md)
-DEFAULT_ENCODER = "char_ngram_words"
+# the packaged CPU configs' own encoder (chosen on dev, notes/encoder_dev.md;
+# char_ngram_words from 0.3.0 to 0.4.0)
+DEFAULT_ENCODER = "char_ngram_words_tags"
 # the encoder of the runs, run directories and tables made before runs named
 # their encoder (spaCy's MultiHashEmbed, the packaged configs' encoder up to 0.2.0)
 LEGACY_ENCODER = "hash"
@@ -707,7 +710,7 @@ def header(argv: List[str], report_only: bool = False) -> List[str]:
         "`crf` is CRFsuite on character n-gram features (benchmarks/crf.py, c1/c2 picked on "
         "dev, one deterministic run); `encoder` names the tok2vec's embedding (`hash`: "
         "spaCy's MultiHashEmbed of ORTH and SHAPE; `char_ngram`: + character bigrams; "
-        "`char_ngram_words`: + jieba word-boundary features); test P/R/F1 in %, mean ± sd over seeds. MSR/PKU: training "
+        "`char_ngram_words`: + jieba word-boundary features; `char_ngram_words_tags`: + jieba word tags); test P/R/F1 in %, mean ± sd over seeds. MSR/PKU: training "
         "pool and dev/test cut from the gold test file (see ../shared/datasets/README.md), not "
         "the official training data.",
         "",

@@ -18,13 +18,15 @@ quantize``), ``knowfree_grid120`` (``knowfree`` with ``grid_width = 120``
 instead of 200: the attention's Q/K/V projection, the head's largest cost, is
 ~2.8x smaller), ``knowfree_hash`` (the packaged config with spaCy's
 ``MultiHashEmbed`` instead of its character n-gram and jieba word-boundary
-embedding: what the new encoder costs), ``spancat`` and ``ner``. Writes a
+embedding: what the new encoder costs), ``knowfree_words`` (the packaged
+config without jieba's word tags, ``word_tags = false``, the encoder of 0.3.0
+and 0.4.0: what the tags cost), ``spancat`` and ``ner``. Writes a
 markdown table to ``benchmarks/results/speed.md`` and the numbers, with the
 ratios under stable names (``knowfree_over_ner_1thread``,
 ``knowfree_over_spancat_1thread``, ``train_knowfree_over_spancat``,
 ``train_knowfree_over_ner``, and the same with ``knowfree_w32`` /
 ``knowfree_grid120`` / ``knowfree_int8``;
-``knowfree_over_knowfree_hash_1thread``),
+``knowfree_over_knowfree_hash_1thread``, ``knowfree_over_knowfree_words_1thread``),
 to ``speed.json`` beside it.
 
     python benchmarks/speed.py
@@ -50,6 +52,7 @@ CONFIGS = {
     "knowfree_w32": "configs/knowfree_zh_cpu.cfg",
     "knowfree_grid120": "configs/knowfree_zh_cpu.cfg",
     "knowfree_hash": "configs/knowfree_zh_cpu.cfg",
+    "knowfree_words": "configs/knowfree_zh_cpu.cfg",
     "spancat": "configs/spancat_zh_cpu.cfg",
     "ner": "configs/ner_zh_cpu.cfg",
 }
@@ -58,9 +61,18 @@ OVERRIDES = {
     "knowfree_w32": ["--vars.max_span_width", "32"],
     "knowfree_grid120": ["--components.knowfree.model.grid_width", "120"],
 }
-SYSTEMS = ["knowfree", "knowfree_w32", "knowfree_grid120", "knowfree_int8", "knowfree_hash", "spancat", "ner"]
+SYSTEMS = [
+    "knowfree",
+    "knowfree_w32",
+    "knowfree_grid120",
+    "knowfree_int8",
+    "knowfree_hash",
+    "knowfree_words",
+    "spancat",
+    "ner",
+]
 # systems whose config swaps the tok2vec's embedding (benchmarks/accuracy.py's encoders)
-ENCODER_VARIANTS = {"knowfree_hash": "hash"}
+ENCODER_VARIANTS = {"knowfree_hash": "hash", "knowfree_words": "char_ngram_words"}
 LENGTHS = [100, 1000, 5000, 20000]
 TEST_SETS = ("weibo", "resume")
 
@@ -256,6 +268,11 @@ def ratios(results: Dict[str, Dict]) -> Dict[str, float]:
             out[f"knowfree_over_knowfree_hash_{threads}thread"] = (
                 results["knowfree"][f"chars_per_s_{threads}"] / results["knowfree_hash"][f"chars_per_s_{threads}"]
             )
+    if {"knowfree", "knowfree_words"} <= set(results):  # what the word tags cost
+        for threads in (1, 2):
+            out[f"knowfree_over_knowfree_words_{threads}thread"] = (
+                results["knowfree"][f"chars_per_s_{threads}"] / results["knowfree_words"][f"chars_per_s_{threads}"]
+            )
     return out
 
 
@@ -346,7 +363,8 @@ def write_report(
         '(max_span_width "auto"), `knowfree_w32` the same with max_span_width 32 (the packaged '
         "width before 0.4.0), `knowfree_grid120` the packaged config with grid_width 120, "
         "`knowfree_int8` `knowfree` after `knowfree quantize`, `knowfree_hash` the packaged config with spaCy's MultiHashEmbed "
-        "(the encoder before 0.3.0); spancat ngram suggester 1..32",
+        "(the encoder before 0.3.0), `knowfree_words` the packaged config without word_tags (0.3.0-0.4.0); "
+        "spancat ngram suggester 1..32",
         "",
         "| measure | " + " | ".join(systems) + " |",
         "|---|" + "---:|" * len(systems),

@@ -25,10 +25,12 @@ Two names of a setting are run options rather than config paths:
   as ``benchmarks/accuracy.py --encoder`` does: ``hash`` (spaCy's
   ``spacy.MultiHashEmbed.v2``), ``char_ngram``
   (``spacy-knowfree.CharNgramEmbed.v1``: + character bigrams) or
-  ``char_ngram_words`` (+ jieba word-boundary features as well). The sweep
-  started from ``hash``, the packaged configs' encoder up to 0.2.0, and its keys stay
+  ``char_ngram_words`` (+ jieba word-boundary features as well) or
+  ``char_ngram_words_tags`` (+ jieba's word tags). The sweep started from
+  ``hash``, the packaged configs' encoder up to 0.2.0, and its keys stay
   relative to it: ``defaults`` is that baseline, whatever the packaged configs
-  say today (they use ``char_ngram_words``, chosen by this sweep);
+  say today (they use ``char_ngram_words_tags`` since 0.5.0, chosen by this
+  sweep, and ``char_ngram_words`` in 0.3.0 and 0.4.0);
 * ``train=fused`` trains on the lexicon's fusion samples
   (``train_K_fused.spacy``: extension labels in the loss) instead of the
   plain subset (``train=plain``, the default).

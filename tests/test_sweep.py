@@ -42,22 +42,23 @@ def test_encoder_and_train_are_run_options_with_defaults_left_out_of_the_key():
 
 def test_encoder_variant_configs_build_the_embedding_they_name(tmp_path):
     config = sweep.ROOT / "configs" / "knowfree_zh_cpu.cfg"
-    # the packaged configs' own encoder is char_ngram_words: no variant is written
-    assert sweep.encoder_config(config, "char_ngram_words", tmp_path) == config
+    # the packaged configs' own encoder is char_ngram_words_tags: no variant is written
+    assert sweep.encoder_config(config, "char_ngram_words_tags", tmp_path) == config
     for name in ("spancat_zh_cpu.cfg", "ner_zh_cpu.cfg"):  # the baselines swap their own component's block
         own = sweep.ROOT / "configs" / name
-        assert sweep.encoder_config(own, "char_ngram_words", tmp_path) == own
+        assert sweep.encoder_config(own, "char_ngram_words_tags", tmp_path) == own
         variant = sweep.encoder_config(own, "hash", tmp_path)
         assert variant != own
         spacy.util.load_model_from_config(
             spacy.util.load_config(variant, interpolate=True), auto_fill=True, validate=True
         )
     expected = {
-        "hash": ("spacy.MultiHashEmbed.v2", None),
-        "char_ngram": ("spacy-knowfree.CharNgramEmbed.v1", False),
-        "char_ngram_words": ("spacy-knowfree.CharNgramEmbed.v1", True),
+        "hash": ("spacy.MultiHashEmbed.v2", None, None),
+        "char_ngram": ("spacy-knowfree.CharNgramEmbed.v1", False, False),
+        "char_ngram_words": ("spacy-knowfree.CharNgramEmbed.v1", True, False),
+        "char_ngram_words_tags": ("spacy-knowfree.CharNgramEmbed.v1", True, True),
     }
-    for encoder, (architecture, words) in expected.items():
+    for encoder, (architecture, words, tags) in expected.items():
         variant = sweep.encoder_config(config, encoder, tmp_path)
         loaded = spacy.util.load_config(variant, interpolate=True)
         embed = loaded["components"]["knowfree"]["model"]["tok2vec"]["embed"]
@@ -69,6 +70,7 @@ def test_encoder_variant_configs_build_the_embedding_they_name(tmp_path):
         else:
             assert embed["word_boundaries"] is words
             assert features[0].attrs["word_boundaries"] is words
+            assert features[0].attrs["word_tags"] is tags
 
 
 def test_sweep_reads_no_test_file_and_resumes(tmp_path, monkeypatch):

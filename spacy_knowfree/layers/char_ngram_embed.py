@@ -19,7 +19,10 @@ its n-gram features and so falls back to its ``attrs`` embeddings, as in
 
 With ``word_boundaries = true`` each token also gets its place in the jieba
 word that holds it and that word's length (:mod:`.word_boundary`), hashed
-into one more table: lexicon knowledge in the input.
+into one more table: lexicon knowledge in the input. With ``word_tags =
+true`` it also gets jieba's part-of-speech tag of that word (``nr`` person,
+``ns`` place, ``nt`` organisation, ...) with its place in the word
+(:mod:`.word_tags`), hashed into another table.
 """
 
 from typing import List, Sequence, Tuple, Union, cast
@@ -33,6 +36,7 @@ from thinc.types import Floats2d, Ints2d, Ragged
 
 from ..errors import Errors
 from .word_boundary import word_boundary_keys
+from .word_tags import word_tag_keys
 
 # Keys past the edges of a doc (any fixed values; HashEmbed hashes them again).
 _BEFORE = numpy.uint64(0x5B3C1A2F3E4D5C6B)
@@ -73,10 +77,11 @@ def ngram_keys(orth: numpy.ndarray, is_char: numpy.ndarray, trigrams: bool) -> n
 
 
 def char_ngram_features(
-    attrs: Sequence[Union[str, int]], trigrams: bool, word_boundaries: bool = False
+    attrs: Sequence[Union[str, int]], trigrams: bool, word_boundaries: bool = False, word_tags: bool = False
 ) -> Model[List[Doc], List[Ints2d]]:
     """Docs -> per doc, uint64 keys: the ``attrs`` columns, the n-gram columns,
-    then (``word_boundaries``) the word-boundary column."""
+    then (``word_boundaries``) the word-boundary column and (``word_tags``)
+    the word-tag column."""
     attr_ids = [intify_attr(attr) for attr in attrs]
     lookup = [*attr_ids, ORTH, LENGTH]
 
@@ -89,13 +94,15 @@ def char_ngram_features(
             columns = [table[:, :n], ngram_keys(table[:, n], is_char, trigrams)]
             if word_boundaries:
                 columns.append(word_boundary_keys(doc)[:, None])
+            if word_tags:
+                columns.append(word_tag_keys(doc)[:, None])
             output.append(model.ops.asarray(numpy.hstack(columns), dtype="uint64"))  # type: ignore[arg-type]
         return output, lambda d_output: []  # type: ignore[return-value]
 
     return Model(
         "char_ngram_features",
         forward,
-        attrs={"attrs": list(attrs), "trigrams": trigrams, "word_boundaries": word_boundaries},
+        attrs={"attrs": list(attrs), "trigrams": trigrams, "word_boundaries": word_boundaries, "word_tags": word_tags},
     )
 
 
@@ -108,6 +115,8 @@ def build_char_ngram_embed(
     trigrams: bool = False,
     word_boundaries: bool = False,
     boundary_rows: int = 64,
+    word_tags: bool = False,
+    tag_rows: int = 512,
 ) -> Model[List[Doc], List[Floats2d]]:
     """Hash embeddings of token attributes and character n-grams, mixed by a
     Maxout layer (the shape of spaCy's ``MultiHashEmbed``).
@@ -122,6 +131,12 @@ def build_char_ngram_embed(
         (B/M/E/S) and the word's length bucket (:mod:`.word_boundary`).
     boundary_rows (int): rows of the word-boundary table (the features take
         25 distinct values).
+    word_tags (bool): also embed jieba's part-of-speech tag of the word that
+        holds each token, with the token's place in it (:mod:`.word_tags`).
+        Off by default: see ``benchmarks/notes/encoder_dev.md`` for what it
+        measured on dev.
+    tag_rows (int): rows of the word-tag table (the features take 232
+        distinct values).
     RETURNS (Model[List[Doc], List[Floats2d]]): a vector of ``width`` per token.
     """
     checks = [
@@ -134,16 +149,22 @@ def build_char_ngram_embed(
         ),
         ("ngram_rows", ngram_rows, ngram_rows > 0, "must be positive"),
         ("boundary_rows", boundary_rows, boundary_rows > 0, "must be positive"),
+        ("tag_rows", tag_rows, tag_rows > 0, "must be positive"),
     ]
     for arg, value, ok, hint in checks:
         if not ok:
             raise ValueError(Errors.KF007.format(arg=arg, value=value, hint=hint))
-    table_rows = [*rows, *([ngram_rows] * (3 if trigrams else 2)), *([boundary_rows] if word_boundaries else [])]
+    table_rows = [
+        *rows,
+        *([ngram_rows] * (3 if trigrams else 2)),
+        *([boundary_rows] if word_boundaries else []),
+        *([tag_rows] if word_tags else []),
+    ]
     embeddings: List[Model] = [
         HashEmbed(width, n_rows, column=i, seed=8 + i, dropout=0.0) for i, n_rows in enumerate(table_rows)
     ]
     return chain(
-        char_ngram_features(attrs, trigrams, word_boundaries),
+        char_ngram_features(attrs, trigrams, word_boundaries, word_tags),
         cast(Model[List[Ints2d], Ragged], list2ragged()),
         with_array(concatenate(*embeddings)),
         with_array(Maxout(width, width * len(embeddings), nP=3, dropout=0.0, normalize=True)),

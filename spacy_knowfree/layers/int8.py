@@ -45,6 +45,8 @@ def int8_copy(module: nn.Module) -> nn.Module:
         # torch >= 2.9 marks torch.ao.quantization deprecated in favour of torchao
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
-        quantized = torch.ao.quantization.quantize_dynamic(copy.deepcopy(module).eval(), set(INT8_LAYERS), dtype=torch.qint8)
+        quantized = torch.ao.quantization.quantize_dynamic(
+            copy.deepcopy(module).eval(), set(INT8_LAYERS), dtype=torch.qint8
+        )
     _QUANTIZED[module] = (signature, quantized)
     return quantized

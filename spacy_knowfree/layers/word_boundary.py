@@ -39,13 +39,13 @@ _LOCK = threading.Lock()
 _TOKENIZER: Optional[Any] = None
 
 
-def _jieba_tokenizer() -> Any:
+def jieba_tokenizer() -> Any:
     """A jieba tokenizer of this process with the default dictionary (built once)."""
     global _TOKENIZER
     if _TOKENIZER is None:
         with _LOCK:
             if _TOKENIZER is None:
-                _TOKENIZER = new_jieba_tokenizer("CharNgramEmbed (word_boundaries)")
+                _TOKENIZER = new_jieba_tokenizer("CharNgramEmbed (word_boundaries, word_tags)")
     return _TOKENIZER
 
 
@@ -55,7 +55,7 @@ def segment_bounds(text: str) -> Tuple[numpy.ndarray, numpy.ndarray]:
     word that holds it (two int32 arrays of ``len(text)``)."""
     starts = numpy.zeros(len(text), dtype="int32")
     ends = numpy.zeros(len(text), dtype="int32")
-    for _, start, end in _jieba_tokenizer().tokenize(text, HMM=True):
+    for _, start, end in jieba_tokenizer().tokenize(text, HMM=True):
         starts[start:end] = start
         ends[start:end] = end
     starts.flags.writeable = False  # shared by the cache
