@@ -133,8 +133,8 @@ def build_char_ngram_embed(
         25 distinct values).
     word_tags (bool): also embed jieba's part-of-speech tag of the word that
         holds each token, with the token's place in it (:mod:`.word_tags`).
-        Off by default: see ``benchmarks/notes/encoder_dev.md`` for what it
-        measured on dev.
+        Off by default; the packaged CPU configs turn it on since 0.5.0 (what
+        it measured on dev: ``benchmarks/notes/encoder_dev.md``).
     tag_rows (int): rows of the word-tag table (the features take 232
         distinct values).
     RETURNS (Model[List[Doc], List[Floats2d]]): a vector of ``width`` per token.

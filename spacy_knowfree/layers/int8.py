@@ -8,9 +8,10 @@ weights, activations quantized per call, int32 accumulation. The layers
 applied once per token (the start/end projections and the biaffine's affine
 terms) stay float32 with the bilinear tensor, the attention and the layer
 norms: quantized as well, they cost 0.4 to 1.3 dev F1 on Weibo for little
-speed (``benchmarks/notes/speed.md``). The quantized copy is made from the float32 weights on first use and
-made again whenever those change, so the pipeline on disk keeps float32
-weights, training is unaffected, and a pipeline loads like any other. CPU only.
+speed (``benchmarks/notes/speed.md``). The quantized copy is made from the
+float32 weights on first use and made again whenever those change, so the
+pipeline on disk keeps float32 weights, training is unaffected, and a
+pipeline loads like any other. CPU only.
 """
 
 import copy

@@ -12,8 +12,8 @@ component (:mod:`spacy_knowfree.knowledge.lexicon`) puts the same tags into
 the loss as extension labels; here they reach the model through its input.
 
 The tags come from ``jieba.posseg`` with jieba's default dictionary and HMM,
-with a segmenter private to this module (a user dictionary loaded elsewhere
-does not change the features of a trained pipeline). They are computed from
+over the private tokenizer of :mod:`.word_boundary` (a user dictionary loaded
+into ``jieba`` elsewhere does not change the features of a trained pipeline). They are computed from
 ``doc.text`` alone, for any tokenization: a token gets the tag of the word
 that holds its first character. Results are cached per text, so the epochs of
 a training run tag each sentence once. Tagging costs more than segmenting
