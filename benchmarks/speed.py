@@ -263,16 +263,12 @@ def ratios(results: Dict[str, Dict]) -> Dict[str, float]:
                 out[f"{system}_over_{peer}_{threads}thread"] = a[f"chars_per_s_{threads}"] / b[f"chars_per_s_{threads}"]
             if "train_s_per_100_steps" in a:
                 out[f"train_{system}_over_{peer}"] = a["train_s_per_100_steps"] / b["train_s_per_100_steps"]
-    if {"knowfree", "knowfree_hash"} <= set(results):  # what the encoder costs
-        for threads in (1, 2):
-            out[f"knowfree_over_knowfree_hash_{threads}thread"] = (
-                results["knowfree"][f"chars_per_s_{threads}"] / results["knowfree_hash"][f"chars_per_s_{threads}"]
-            )
-    if {"knowfree", "knowfree_words"} <= set(results):  # what the word tags cost
-        for threads in (1, 2):
-            out[f"knowfree_over_knowfree_words_{threads}thread"] = (
-                results["knowfree"][f"chars_per_s_{threads}"] / results["knowfree_words"][f"chars_per_s_{threads}"]
-            )
+    for variant in ENCODER_VARIANTS:  # what the packaged encoder costs against each other one
+        if {"knowfree", variant} <= set(results):
+            for threads in (1, 2):
+                out[f"knowfree_over_{variant}_{threads}thread"] = (
+                    results["knowfree"][f"chars_per_s_{threads}"] / results[variant][f"chars_per_s_{threads}"]
+                )
     return out
 
 

@@ -63,6 +63,17 @@ def segment_bounds(text: str) -> Tuple[numpy.ndarray, numpy.ndarray]:
     return starts, ends
 
 
+def token_places(doc: Doc, starts: numpy.ndarray, ends: numpy.ndarray) -> Tuple[numpy.ndarray, numpy.ndarray]:
+    """The first character offset of every token of a non-empty ``doc`` and
+    the token's place (an index of :data:`TAGS`) in the word holding that
+    character, given every character's word ``starts`` and ``ends``."""
+    table = doc.to_array([IDX, LENGTH]).reshape((len(doc), 2)).astype("int64")
+    first, last = table[:, 0], table[:, 0] + table[:, 1]  # a token's character offsets
+    begins = first == starts[first]
+    finishes = last >= ends[first]
+    return first, numpy.where(begins, numpy.where(finishes, 3, 0), numpy.where(finishes, 2, 1))
+
+
 def word_boundary_keys(doc: Doc) -> numpy.ndarray:
     """One key per token of ``doc``: ``1 + tag * 6 + length bucket`` (uint64),
     where ``tag`` indexes :data:`TAGS` and the bucket :data:`LENGTH_BUCKETS`
@@ -70,11 +81,6 @@ def word_boundary_keys(doc: Doc) -> numpy.ndarray:
     if len(doc) == 0:
         return numpy.zeros((0,), dtype="uint64")
     starts, ends = segment_bounds(doc.text)
-    table = doc.to_array([IDX, LENGTH]).reshape((len(doc), 2)).astype("int64")
-    first, last = table[:, 0], table[:, 0] + table[:, 1]  # a token's character offsets
-    word_start, word_end = starts[first], ends[first]
-    begins = first == word_start
-    finishes = last >= word_end
-    tag = numpy.where(begins, numpy.where(finishes, 3, 0), numpy.where(finishes, 2, 1))
-    bucket = numpy.searchsorted(numpy.asarray(LENGTH_BUCKETS), word_end - word_start, side="left")
+    first, tag = token_places(doc, starts, ends)
+    bucket = numpy.searchsorted(numpy.asarray(LENGTH_BUCKETS), ends[first] - starts[first], side="left")
     return (1 + tag * (len(LENGTH_BUCKETS) + 1) + bucket).astype("uint64")

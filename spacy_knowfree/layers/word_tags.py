@@ -24,10 +24,9 @@ import functools
 from typing import Any, Tuple
 
 import numpy
-from spacy.attrs import IDX, LENGTH
 from spacy.tokens import Doc
 
-from .word_boundary import jieba_tokenizer
+from .word_boundary import TAGS, jieba_tokenizer, token_places
 
 #: jieba's tag set (its dictionary's tags and the HMM's); any other tag shares
 #: the last index.
@@ -36,8 +35,8 @@ JIEBA_TAGS = (
     "o p q r rg rr rz s t tg u ud ug uj ul uv uz v vd vg vi vn vq x y yg z zg"
 ).split()
 _TAG_INDEX = {tag: i for i, tag in enumerate(JIEBA_TAGS)}
-#: Place of a token's first character in its word (as in :mod:`.word_boundary`).
-PLACES = ("B", "M", "E", "S")
+#: Place of a token's first character in its word (:mod:`.word_boundary`'s tags).
+PLACES = TAGS
 #: Distinct keys :func:`word_tag_keys` returns (key 0 is never used).
 N_KEYS = 1 + (len(JIEBA_TAGS) + 1) * len(PLACES)
 
@@ -85,9 +84,5 @@ def word_tag_keys(doc: Doc) -> numpy.ndarray:
     if len(doc) == 0:
         return numpy.zeros((0,), dtype="uint64")
     starts, ends, tags = tagged_words(doc.text)
-    table = doc.to_array([IDX, LENGTH]).reshape((len(doc), 2)).astype("int64")
-    first, last = table[:, 0], table[:, 0] + table[:, 1]  # a token's character offsets
-    begins = first == starts[first]
-    finishes = last >= ends[first]
-    place = numpy.where(begins, numpy.where(finishes, 3, 0), numpy.where(finishes, 2, 1))
+    first, place = token_places(doc, starts, ends)
     return (1 + tags[first] * len(PLACES) + place).astype("uint64")
