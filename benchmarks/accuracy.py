@@ -26,8 +26,11 @@ removed; never dev or test text) are opt-in: ``knowfree+lexicon+pretrain`` and
 ``knowfree+lexicon+auto_width`` is ``knowfree+lexicon`` with
 ``max_span_width = "auto"`` (issue 22: the band is as wide as the longest
 training span plus a margin instead of 32), and
-``knowfree+lexicon+auto_width+grid120`` that with ``grid_width = 120``; every
-knowfree run records the W its pipeline uses.
+``knowfree+lexicon+auto_width+grid120`` that with ``grid_width = 120``, and
+``knowfree+lexicon+auto_width+averages`` that with parameter averaging
+(``training.optimizer.use_averages = true``: model-best and model-last hold
+the running average of the weights); every knowfree run records the W its
+pipeline uses.
 
 Finished runs are kept under ``--workdir`` and skipped when the script is run
 again, so an interrupted benchmark resumes where it stopped. Each finished run
@@ -112,6 +115,8 @@ SYSTEMS = {
     # and with a grid of 120 channels instead of 200, the setting that meets
     # issue 22's speed targets (benchmarks/notes/speed.md)
     "knowfree+lexicon+auto_width+grid120": ("configs/knowfree_zh_cpu.cfg", "_fused"),
+    # and with parameter averaging (issue 19's default candidate on dev)
+    "knowfree+lexicon+auto_width+averages": ("configs/knowfree_zh_cpu.cfg", "_fused"),
 }
 # ``spacy train`` overrides of a system beyond its config
 SYSTEM_OVERRIDES: Dict[str, List[str]] = {
@@ -122,6 +127,12 @@ SYSTEM_OVERRIDES: Dict[str, List[str]] = {
         "auto",
         "--components.knowfree.model.grid_width",
         "120",
+    ],
+    "knowfree+lexicon+auto_width+averages": [
+        "--vars.max_span_width",
+        "auto",
+        "--training.optimizer.use_averages",
+        "true",
     ],
     "knowfree+lexicon+unlabeled+share50": ["--corpora.train.labeled_share", "0.5"],
     "knowfree+lexicon+unlabeled+share80": ["--corpora.train.labeled_share", "0.8"],
