@@ -127,6 +127,22 @@ def test_the_packaged_band_is_auto_and_older_knowfree_systems_keep_32(tmp_path):
     assert accuracy.trained_span_width(legacy / "model" / "model-best") == 32
 
 
+def test_the_averages_system_turns_averaging_on_in_the_packaged_config():
+    """``knowfree+lexicon+auto_width+averages`` is the packaged system with
+    ``use_averages``: its overrides name real paths of the config."""
+    system = "knowfree+lexicon+auto_width+averages"
+    overrides = accuracy.system_overrides(system)
+    pairs = dict(zip(overrides[::2], overrides[1::2]))
+    assert pairs == {"--vars.max_span_width": "auto", "--training.optimizer.use_averages": "true"}
+    config_path = accuracy.ROOT / accuracy.SYSTEMS[system][0]
+    plain = spacy.util.load_config(config_path)
+    assert plain["training"]["optimizer"]["use_averages"] is False
+    parsed = {key[2:]: json.loads(value) if value == "true" else value for key, value in pairs.items()}
+    config = spacy.util.load_config(config_path, overrides=parsed)
+    assert config["training"]["optimizer"]["use_averages"] is True
+    assert config["vars"]["max_span_width"] == "auto"
+
+
 def test_report_only_records_the_dev_f1_of_logged_runs_that_lack_it(tmp_path):
     workdir, log = tmp_path / "runs", tmp_path / "runs.jsonl"
     encoder = "char_ngram_words"
