@@ -29,8 +29,8 @@ training span plus a margin instead of 32), and
 ``knowfree+lexicon+auto_width+grid120`` that with ``grid_width = 120``, and
 ``knowfree+lexicon+auto_width+averages`` that with parameter averaging
 (``training.optimizer.use_averages = true``: model-best and model-last hold
-the running average of the weights); every knowfree run records the W its
-pipeline uses.
+the running average of the weights; ``ner+averages`` the same for ner); every
+knowfree run records the W its pipeline uses.
 
 Finished runs are kept under ``--workdir`` and skipped when the script is run
 again, so an interrupted benchmark resumes where it stopped. Each finished run
@@ -115,8 +115,10 @@ SYSTEMS = {
     # and with a grid of 120 channels instead of 200, the setting that meets
     # issue 22's speed targets (benchmarks/notes/speed.md)
     "knowfree+lexicon+auto_width+grid120": ("configs/knowfree_zh_cpu.cfg", "_fused"),
-    # and with parameter averaging (issue 19's default candidate on dev)
+    # and with parameter averaging (issue 19's default candidate on dev), and
+    # ner with it too, to see whether the baseline gains from it as well
     "knowfree+lexicon+auto_width+averages": ("configs/knowfree_zh_cpu.cfg", "_fused"),
+    "ner+averages": ("configs/ner_zh_cpu.cfg", ""),
 }
 # ``spacy train`` overrides of a system beyond its config
 SYSTEM_OVERRIDES: Dict[str, List[str]] = {
@@ -134,6 +136,7 @@ SYSTEM_OVERRIDES: Dict[str, List[str]] = {
         "--training.optimizer.use_averages",
         "true",
     ],
+    "ner+averages": ["--training.optimizer.use_averages", "true"],
     "knowfree+lexicon+unlabeled+share50": ["--corpora.train.labeled_share", "0.5"],
     "knowfree+lexicon+unlabeled+share80": ["--corpora.train.labeled_share", "0.8"],
 }
