@@ -117,9 +117,13 @@ SYSTEMS = {
     "knowfree+lexicon+auto_width+grid120": ("configs/knowfree_zh_cpu.cfg", "_fused"),
     # and with parameter averaging (issue 19's default candidate on dev), and
     # ner with it too, to see whether the baseline gains from it as well
+    "knowfree+auto_width+averages": ("configs/knowfree_zh_cpu.cfg", ""),
     "knowfree+lexicon+auto_width+averages": ("configs/knowfree_zh_cpu.cfg", "_fused"),
     "ner+averages": ("configs/ner_zh_cpu.cfg", ""),
 }
+# the packaged knowfree config's band and optimizer since 0.6.0, spelled out so
+# that the rows keep meaning what they measured if the packaged config changes
+AUTO_WIDTH_AVERAGES = ["--vars.max_span_width", "auto", "--training.optimizer.use_averages", "true"]
 # ``spacy train`` overrides of a system beyond its config
 SYSTEM_OVERRIDES: Dict[str, List[str]] = {
     "knowfree+auto_width": ["--vars.max_span_width", "auto"],
@@ -130,12 +134,8 @@ SYSTEM_OVERRIDES: Dict[str, List[str]] = {
         "--components.knowfree.model.grid_width",
         "120",
     ],
-    "knowfree+lexicon+auto_width+averages": [
-        "--vars.max_span_width",
-        "auto",
-        "--training.optimizer.use_averages",
-        "true",
-    ],
+    "knowfree+auto_width+averages": AUTO_WIDTH_AVERAGES,
+    "knowfree+lexicon+auto_width+averages": AUTO_WIDTH_AVERAGES,
     "ner+averages": ["--training.optimizer.use_averages", "true"],
     "knowfree+lexicon+unlabeled+share50": ["--corpora.train.labeled_share", "0.5"],
     "knowfree+lexicon+unlabeled+share80": ["--corpora.train.labeled_share", "0.8"],
@@ -143,9 +143,12 @@ SYSTEM_OVERRIDES: Dict[str, List[str]] = {
 # the band of the knowfree systems without "auto_width" in their name: the
 # packaged width up to 0.3.0, so that their rows keep meaning what they measured
 LEGACY_WIDTH = ["--vars.max_span_width", "32"]
+# parameter averaging of the knowfree systems without "averages" in their name:
+# off, as the packaged config had it up to 0.5.0, for the same reason
+LEGACY_AVERAGES = ["--training.optimizer.use_averages", "false"]
 # the parts of a system name (after its base) that use the cell's unlabeled text
 UNLABELED_PARTS = ("pretrain", "unlabeled", "selftrain")
-DEFAULT_SYSTEMS = ["knowfree+auto_width", "knowfree+lexicon+auto_width", "spancat", "ner", "crf"]
+DEFAULT_SYSTEMS = ["knowfree+auto_width+averages", "knowfree+lexicon+auto_width+averages", "spancat", "ner", "crf"]
 # embedding block of the neural systems' tok2vec per encoder name
 _HASH_BLOCK = """{section}
 @architectures = "spacy.MultiHashEmbed.v2"
@@ -468,11 +471,16 @@ def has_part(system: str, part: str) -> bool:
 def system_overrides(system: str) -> List[str]:
     """The ``spacy train`` overrides of ``system`` beyond its config: its own
     (:data:`SYSTEM_OVERRIDES`), after :data:`LEGACY_WIDTH` for a knowfree
-    system that does not ask for the ``auto_width``."""
+    system that does not ask for the ``auto_width`` and :data:`LEGACY_AVERAGES`
+    for one that does not ask for ``averages``."""
     own = SYSTEM_OVERRIDES.get(system, [])
-    if SYSTEMS[system][0].startswith("configs/knowfree") and not has_part(system, "auto_width"):
-        return [*LEGACY_WIDTH, *own]
-    return list(own)
+    legacy: List[str] = []
+    if SYSTEMS[system][0].startswith("configs/knowfree"):
+        if not has_part(system, "auto_width"):
+            legacy += LEGACY_WIDTH
+        if not has_part(system, "averages"):
+            legacy += LEGACY_AVERAGES
+    return [*legacy, *own]
 
 
 def train_crf(train: Path, corpus: Path, out: Path) -> Dict:

@@ -81,10 +81,15 @@ ALIASES = {
     "batch_start": "training.batcher.size.start",
     "batch_stop": "training.batcher.size.stop",
 }
-# what every run sets unless its setting says otherwise: the steps and the band
-# the sweep started with (the packaged config says max_span_width "auto" since
-# 0.4.0; a setting "max_span_width=auto" measures that)
-BASELINE = {"training.max_steps": "1200", "vars.max_span_width": "32"}
+# what every run sets unless its setting says otherwise: the steps, the band and
+# the optimizer the sweep started with (the packaged config says max_span_width
+# "auto" since 0.4.0 and use_averages = true since 0.6.0; the settings
+# "max_span_width=auto" and "training.optimizer.use_averages=true" measure them)
+BASELINE = {
+    "training.max_steps": "1200",
+    "vars.max_span_width": "32",
+    "training.optimizer.use_averages": "false",
+}
 # the coarse stage: one change at a time from the defaults
 STAGES: Dict[str, List[str]] = {
     "coarse": [

@@ -1,6 +1,7 @@
 """benchmarks/accuracy.py's opt-in systems: the training files of the ones
 that learn from unlabeled text (knowfree+lexicon+unlabeled,
-knowfree+lexicon+selftrain) and the band width of knowfree+lexicon+auto_width."""
+knowfree+lexicon+selftrain), the band width of knowfree+lexicon+auto_width and
+the optimizer of the systems with and without averages."""
 
 import json
 import sys
@@ -107,9 +108,14 @@ def test_selftrain_system_trains_its_teacher_once_and_adds_its_pseudo_labels(tmp
 
 
 def test_the_packaged_band_is_auto_and_older_knowfree_systems_keep_32(tmp_path):
-    assert accuracy.system_overrides("knowfree+lexicon+auto_width") == ["--vars.max_span_width", "auto"]
+    assert accuracy.system_overrides("knowfree+lexicon+auto_width") == [
+        *accuracy.LEGACY_AVERAGES,
+        "--vars.max_span_width",
+        "auto",
+    ]
     assert accuracy.system_overrides("knowfree+lexicon+unlabeled+share50") == [
         *accuracy.LEGACY_WIDTH,
+        *accuracy.LEGACY_AVERAGES,
         "--corpora.train.labeled_share",
         "0.5",
     ]
@@ -127,20 +133,27 @@ def test_the_packaged_band_is_auto_and_older_knowfree_systems_keep_32(tmp_path):
     assert accuracy.trained_span_width(legacy / "model" / "model-best") == 32
 
 
-def test_the_averages_system_turns_averaging_on_in_the_packaged_config():
-    """``knowfree+lexicon+auto_width+averages`` is the packaged system with
-    ``use_averages``: its overrides name real paths of the config."""
-    system = "knowfree+lexicon+auto_width+averages"
+def _resolved(system: str) -> spacy.util.Config:
+    """The config a run of ``system`` trains with (its overrides applied)."""
     overrides = accuracy.system_overrides(system)
     pairs = dict(zip(overrides[::2], overrides[1::2]))
-    assert pairs == {"--vars.max_span_width": "auto", "--training.optimizer.use_averages": "true"}
-    config_path = accuracy.ROOT / accuracy.SYSTEMS[system][0]
-    plain = spacy.util.load_config(config_path)
-    assert plain["training"]["optimizer"]["use_averages"] is False
-    parsed = {key[2:]: json.loads(value) if value == "true" else value for key, value in pairs.items()}
-    config = spacy.util.load_config(config_path, overrides=parsed)
-    assert config["training"]["optimizer"]["use_averages"] is True
-    assert config["vars"]["max_span_width"] == "auto"
+    parsed = {key[2:]: json.loads(value) if value in ("true", "false") else value for key, value in pairs.items()}
+    return spacy.util.load_config(accuracy.ROOT / accuracy.SYSTEMS[system][0], overrides=parsed)
+
+
+def test_the_default_systems_are_the_packaged_config_and_older_rows_keep_their_optimizer():
+    """The default knowfree systems train exactly the packaged config's band and
+    optimizer; a system without ``averages`` in its name keeps averaging off,
+    as its rows were measured, whatever the packaged config says."""
+    packaged = spacy.util.load_config(accuracy.ROOT / "configs" / "knowfree_zh_cpu.cfg")
+    for system in accuracy.DEFAULT_SYSTEMS[:2]:
+        config = _resolved(system)
+        assert config["training"]["optimizer"] == packaged["training"]["optimizer"]
+        assert config["vars"]["max_span_width"] == packaged["vars"]["max_span_width"] == "auto"
+    assert packaged["training"]["optimizer"]["use_averages"] is True
+    for system in ("knowfree+lexicon+auto_width", "knowfree+lexicon", "knowfree"):
+        assert _resolved(system)["training"]["optimizer"]["use_averages"] is False
+    assert _resolved("ner+averages")["training"]["optimizer"]["use_averages"] is True
 
 
 def test_report_only_records_the_dev_f1_of_logged_runs_that_lack_it(tmp_path):
