@@ -115,8 +115,8 @@ SYSTEMS = {
     # and with a grid of 120 channels instead of 200, the setting that meets
     # issue 22's speed targets (benchmarks/notes/speed.md)
     "knowfree+lexicon+auto_width+grid120": ("configs/knowfree_zh_cpu.cfg", "_fused"),
-    # and with parameter averaging (issue 19's default candidate on dev), and
-    # ner with it too, to see whether the baseline gains from it as well
+    # and with parameter averaging, the packaged knowfree and ner configs'
+    # optimizer since 0.6.0 (chosen on dev for each)
     "knowfree+auto_width+averages": ("configs/knowfree_zh_cpu.cfg", ""),
     "knowfree+lexicon+auto_width+averages": ("configs/knowfree_zh_cpu.cfg", "_fused"),
     "ner+averages": ("configs/ner_zh_cpu.cfg", ""),
@@ -143,12 +143,20 @@ SYSTEM_OVERRIDES: Dict[str, List[str]] = {
 # the band of the knowfree systems without "auto_width" in their name: the
 # packaged width up to 0.3.0, so that their rows keep meaning what they measured
 LEGACY_WIDTH = ["--vars.max_span_width", "32"]
-# parameter averaging of the knowfree systems without "averages" in their name:
-# off, as the packaged config had it up to 0.5.0, for the same reason
+# parameter averaging of the knowfree and ner systems without "averages" in
+# their name: off, as the packaged configs had it up to 0.5.0, for the same
+# reason (spancat's config keeps it off: it has no runs with it)
 LEGACY_AVERAGES = ["--training.optimizer.use_averages", "false"]
+AVERAGED_CONFIGS = ("configs/knowfree_zh_cpu.cfg", "configs/ner_zh_cpu.cfg")
 # the parts of a system name (after its base) that use the cell's unlabeled text
 UNLABELED_PARTS = ("pretrain", "unlabeled", "selftrain")
-DEFAULT_SYSTEMS = ["knowfree+auto_width+averages", "knowfree+lexicon+auto_width+averages", "spancat", "ner", "crf"]
+DEFAULT_SYSTEMS = [
+    "knowfree+auto_width+averages",
+    "knowfree+lexicon+auto_width+averages",
+    "spancat",
+    "ner+averages",
+    "crf",
+]
 # embedding block of the neural systems' tok2vec per encoder name
 _HASH_BLOCK = """{section}
 @architectures = "spacy.MultiHashEmbed.v2"
@@ -472,15 +480,14 @@ def system_overrides(system: str) -> List[str]:
     """The ``spacy train`` overrides of ``system`` beyond its config: its own
     (:data:`SYSTEM_OVERRIDES`), after :data:`LEGACY_WIDTH` for a knowfree
     system that does not ask for the ``auto_width`` and :data:`LEGACY_AVERAGES`
-    for one that does not ask for ``averages``."""
-    own = SYSTEM_OVERRIDES.get(system, [])
+    for a knowfree or ner system that does not ask for ``averages``."""
+    config = SYSTEMS[system][0]
     legacy: List[str] = []
-    if SYSTEMS[system][0].startswith("configs/knowfree"):
-        if not has_part(system, "auto_width"):
-            legacy += LEGACY_WIDTH
-        if not has_part(system, "averages"):
-            legacy += LEGACY_AVERAGES
-    return [*legacy, *own]
+    if config.startswith("configs/knowfree") and not has_part(system, "auto_width"):
+        legacy += LEGACY_WIDTH
+    if config in AVERAGED_CONFIGS and not has_part(system, "averages"):
+        legacy += LEGACY_AVERAGES
+    return [*legacy, *SYSTEM_OVERRIDES.get(system, [])]
 
 
 def train_crf(train: Path, corpus: Path, out: Path) -> Dict:

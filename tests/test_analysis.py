@@ -125,6 +125,49 @@ def test_heatmap_errors_are_clear(trained):
         extension_logit_table(plain, gold)
 
 
+def test_auto_positions_fall_back_to_gold_only_when_nothing_is_predicted(trained):
+    nlp, gold = trained
+    predicted = extension_logit_table(nlp, gold, positions="predicted")
+    auto = extension_logit_table(nlp, gold, positions="auto")
+    assert auto.positions == "predicted"
+    numpy.testing.assert_array_equal(auto.counts, predicted.counts)
+    numpy.testing.assert_allclose(auto.mean_logits, predicted.mean_logits)
+    bias = _output_bias(nlp)
+    n_tgt = len(nlp.get_pipe("knowfree").labels)
+    saved = bias[:n_tgt].copy()
+    bias[:n_tgt] = -1000.0  # nothing predicted, as after a few steps of training
+    try:
+        fallback = extension_logit_table(nlp, gold, positions="auto")
+        at_gold = extension_logit_table(nlp, gold, positions="gold")
+        with pytest.raises(ValueError, match="KF404"):
+            extension_logit_table(nlp, [nlp.make_doc(doc.text) for doc in gold], positions="auto")
+    finally:
+        bias[:n_tgt] = saved
+    assert fallback.positions == "gold" and fallback.counts.sum() > 0
+    numpy.testing.assert_array_equal(fallback.counts, at_gold.counts)
+    numpy.testing.assert_allclose(fallback.mean_logits, at_gold.mean_logits)
+
+
+def test_cli_heatmap_says_when_it_averages_at_the_gold_spans(trained, tmp_path):
+    nlp, gold = trained
+    bias = _output_bias(nlp)
+    n_tgt = len(nlp.get_pipe("knowfree").labels)
+    saved = bias[:n_tgt].copy()
+    bias[:n_tgt] = -1000.0
+    try:
+        nlp.to_disk(tmp_path / "model")
+    finally:
+        bias[:n_tgt] = saved
+    DocBin(store_user_data=True, docs=gold).to_disk(tmp_path / "test.spacy")
+    args = ["analyze", "heatmap", str(tmp_path / "model"), str(tmp_path / "test.spacy")]
+    result = runner.invoke(app, [*args, str(tmp_path / "heat.png")])
+    assert result.exit_code == 0, result.output
+    assert "averaged at the gold spans" in " ".join(result.output.split())
+    assert json.loads((tmp_path / "heat.json").read_text("utf8"))["positions"] == "gold"
+    result = runner.invoke(app, [*args, str(tmp_path / "strict.png"), "--positions", "predicted"])
+    assert result.exit_code == 1 and "KF404" in result.output
+
+
 def test_heatmap_png_shows_the_most_varying_extension_labels(tmp_path):
     means = numpy.array([[1.0, 1.0], [5.0, -5.0], [0.0, 2.0], [3.0, 3.0]])
     table = ExtensionLogitTable(

@@ -143,17 +143,19 @@ def _resolved(system: str) -> spacy.util.Config:
 
 def test_the_default_systems_are_the_packaged_config_and_older_rows_keep_their_optimizer():
     """The default knowfree systems train exactly the packaged config's band and
-    optimizer; a system without ``averages`` in its name keeps averaging off,
-    as its rows were measured, whatever the packaged config says."""
+    optimizer; a knowfree or ner system without ``averages`` in its name keeps
+    averaging off, as its rows were measured, whatever the packaged config says."""
     packaged = spacy.util.load_config(accuracy.ROOT / "configs" / "knowfree_zh_cpu.cfg")
     for system in accuracy.DEFAULT_SYSTEMS[:2]:
         config = _resolved(system)
         assert config["training"]["optimizer"] == packaged["training"]["optimizer"]
         assert config["vars"]["max_span_width"] == packaged["vars"]["max_span_width"] == "auto"
     assert packaged["training"]["optimizer"]["use_averages"] is True
-    for system in ("knowfree+lexicon+auto_width", "knowfree+lexicon", "knowfree"):
+    for system in ("knowfree+lexicon+auto_width", "knowfree+lexicon", "knowfree", "ner", "ner+pretrain"):
         assert _resolved(system)["training"]["optimizer"]["use_averages"] is False
-    assert _resolved("ner+averages")["training"]["optimizer"]["use_averages"] is True
+    ner = spacy.util.load_config(accuracy.ROOT / "configs" / "ner_zh_cpu.cfg")
+    assert _resolved("ner+averages")["training"]["optimizer"] == ner["training"]["optimizer"]
+    assert ner["training"]["optimizer"]["use_averages"] is True
 
 
 def test_report_only_records_the_dev_f1_of_logged_runs_that_lack_it(tmp_path):

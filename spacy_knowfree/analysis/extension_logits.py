@@ -4,6 +4,9 @@ For every span the model predicts (or, with ``positions="gold"``, every gold
 span), the logits of all extension labels at that cell of the span grid are
 collected; averaging them per target label shows which extension labels the
 model ties to which target labels (e.g. ``ENT:人名`` high at ``PER`` spans).
+``positions="auto"`` takes the predicted spans, or the gold ones when the
+model predicts no span at all in the docs (a model trained for a few steps,
+as in a demo run); the table's ``positions`` says which it used.
 """
 
 from dataclasses import dataclass, field
@@ -18,7 +21,7 @@ from ..errors import Errors
 from ..pipeline_inputs import fresh_copies, require_knowfree, run_upstream
 from .plotting import display_labels, font_context, new_figure, save_figure
 
-POSITIONS = ("predicted", "gold")
+POSITIONS = ("predicted", "gold", "auto")
 
 
 @dataclass
@@ -29,7 +32,7 @@ class ExtensionLogitTable:
     extension_labels: List[str]
     mean_logits: numpy.ndarray  # (n_extension_labels, n_target_labels); NaN where count is 0
     counts: numpy.ndarray  # (n_target_labels,) spans averaged per target label
-    positions: str
+    positions: str  # where the logits were read: "predicted" or "gold"
     n_docs: int
     skipped: Dict[str, int] = field(default_factory=dict)  # gold spans left out, by reason
 
@@ -71,7 +74,8 @@ def extension_logit_table(
     docs (Sequence[Doc]): the evaluation docs (their gold spans are only read
         with ``positions="gold"``).
     component (Optional[str]): the knowfree component's name; default: the first.
-    positions (str): "predicted" (the paper's figure 6) or "gold" spans.
+    positions (str): "predicted" (the paper's figure 6) or "gold" spans, or
+        "auto": the predicted ones, the gold ones if nothing is predicted.
     """
     if positions not in POSITIONS:
         raise ValueError(
@@ -82,28 +86,32 @@ def extension_logit_table(
     if not extensions:
         raise ValueError(Errors.KF403.format(name=knowfree.name))
     n_tgt, width = len(targets), int(knowfree.cfg["max_span_width"])
-    sums = numpy.zeros((len(extensions), n_tgt), dtype="float64")
-    counts = numpy.zeros(n_tgt, dtype="int64")
-    skipped: Dict[str, int] = {}
+    kinds = ("predicted", "gold") if positions == "auto" else (positions,)
+    sums = {kind: numpy.zeros((len(extensions), n_tgt), dtype="float64") for kind in kinds}
+    counts = {kind: numpy.zeros(n_tgt, dtype="int64") for kind in kinds}
+    skipped: Dict[str, Dict[str, int]] = {kind: {} for kind in kinds}
     docs = list(docs)
     for start in range(0, len(docs), batch_size):
         batch = docs[start : start + batch_size]
         inputs = run_upstream(nlp, knowfree, fresh_copies(nlp, batch), batch_size)
         logits = [knowfree.model.ops.to_numpy(x) for x in knowfree.predict_with_extensions(inputs)]
-        if positions == "predicted":
-            knowfree.set_annotations(inputs, [x[..., :n_tgt] for x in logits])
-            cells = [_cells(doc.spans[knowfree.key], targets, width, skipped) for doc in inputs]
-        else:
-            cells = [_cells(doc.spans.get(knowfree.key, []), targets, width, skipped) for doc in batch]
-        for doc_logits, doc_cells in zip(logits, cells):
-            for row, offset, column in doc_cells:
-                sums[:, column] += doc_logits[row, offset, n_tgt:]
-                counts[column] += 1
-    if not counts.any():
-        raise ValueError(Errors.KF404.format(positions=positions, key=knowfree.key, n=len(docs), name=knowfree.name))
+        for kind in kinds:
+            if kind == "predicted":
+                knowfree.set_annotations(inputs, [x[..., :n_tgt] for x in logits])
+                spans = [doc.spans[knowfree.key] for doc in inputs]
+            else:
+                spans = [doc.spans.get(knowfree.key, []) for doc in batch]
+            for doc_logits, doc_spans in zip(logits, spans):
+                for row, offset, column in _cells(doc_spans, targets, width, skipped[kind]):
+                    sums[kind][:, column] += doc_logits[row, offset, n_tgt:]
+                    counts[kind][column] += 1
+    used = next((kind for kind in kinds if counts[kind].any()), None)
+    if used is None:
+        where = " or ".join(kinds)
+        raise ValueError(Errors.KF404.format(positions=where, key=knowfree.key, n=len(docs), name=knowfree.name))
     with numpy.errstate(invalid="ignore", divide="ignore"):
-        means = numpy.where(counts > 0, sums / numpy.maximum(counts, 1), numpy.nan)
-    return ExtensionLogitTable(targets, extensions, means, counts, positions, len(docs), skipped)
+        means = numpy.where(counts[used] > 0, sums[used] / numpy.maximum(counts[used], 1), numpy.nan)
+    return ExtensionLogitTable(targets, extensions, means, counts[used], used, len(docs), skipped[used])
 
 
 def _cells(spans: Iterable, targets: List[str], width: int, skipped: Dict[str, int]) -> List[Tuple[int, int, int]]:

@@ -24,6 +24,7 @@ analyze_app = command_group(
 
 
 class Positions(str, Enum):
+    auto = "auto"
     predicted = "predicted"
     gold = "gold"
 
@@ -66,9 +67,10 @@ def heatmap_cli(
     data: Path = existing_file_argument("Evaluation .spacy DocBin (e.g. the test split)."),
     output: Path = output_file_argument("Image to write (PNG, or SVG/PDF by suffix)."),
     positions: Positions = typer.Option(
-        Positions.predicted,
+        Positions.auto,
         "--positions",
-        help="Average at the predicted target spans (the paper's figure 6) or at the gold spans.",
+        help="Average at the predicted target spans (the paper's figure 6) or at the gold spans; "
+        "auto: the predicted ones, or the gold ones if the model predicts no span in DATA.",
     ),
     top: int = typer.Option(
         40, "--top", min=1, help="Show the extension labels varying most across the target labels; the JSON keeps all."
@@ -87,6 +89,8 @@ def heatmap_cli(
         table = extension_logit_table(nlp, docs, component=component, positions=positions.value)
     except ValueError as err:
         msg.fail(str(err), exits=1)
+    if positions == Positions.auto and table.positions == "gold":
+        msg.warn(f"The model predicts no span in the {len(docs)} docs: the logits are averaged at the gold spans.")
     shown = plot_extension_logits(table, output, top=top)
     json_path = output.with_suffix(".json")
     srsly.write_json(json_path, table.to_dict())
