@@ -72,7 +72,7 @@ def extension_logit_table(
     nlp (Language): a trained pipeline with a knowfree component that has
         extension labels.
     docs (Sequence[Doc]): the evaluation docs (their gold spans are only read
-        with ``positions="gold"``).
+        with ``positions="gold"`` or ``"auto"``).
     component (Optional[str]): the knowfree component's name; default: the first.
     positions (str): "predicted" (the paper's figure 6) or "gold" spans, or
         "auto": the predicted ones, the gold ones if nothing is predicted.
