@@ -120,6 +120,14 @@ SYSTEMS = {
     "knowfree+auto_width+averages": ("configs/knowfree_zh_cpu.cfg", ""),
     "knowfree+lexicon+auto_width+averages": ("configs/knowfree_zh_cpu.cfg", "_fused"),
     "ner+averages": ("configs/ner_zh_cpu.cfg", ""),
+    # and with per-token begin/inside/end scores added to the span logits, from
+    # the token vectors (token_evidence, the packaged config's since 0.7.0) or
+    # from hashed character n-grams (ngram_evidence): a long span gathers
+    # evidence from every character, as in the CRF (benchmarks/notes/crf_gap.md)
+    "knowfree+auto_width+averages+token_evidence": ("configs/knowfree_zh_cpu.cfg", ""),
+    "knowfree+lexicon+auto_width+averages+token_evidence": ("configs/knowfree_zh_cpu.cfg", "_fused"),
+    "knowfree+lexicon+auto_width+averages+ngram_evidence": ("configs/knowfree_zh_cpu.cfg", "_fused"),
+    "knowfree+lexicon+auto_width+averages+token_evidence+ngram_evidence": ("configs/knowfree_zh_cpu.cfg", "_fused"),
 }
 # the packaged knowfree config's band and optimizer since 0.6.0, spelled out so
 # that the rows keep meaning what they measured if the packaged config changes
@@ -137,6 +145,28 @@ SYSTEM_OVERRIDES: Dict[str, List[str]] = {
     "knowfree+auto_width+averages": AUTO_WIDTH_AVERAGES,
     "knowfree+lexicon+auto_width+averages": AUTO_WIDTH_AVERAGES,
     "ner+averages": ["--training.optimizer.use_averages", "true"],
+    "knowfree+auto_width+averages+token_evidence": [
+        *AUTO_WIDTH_AVERAGES,
+        "--components.knowfree.model.token_evidence",
+        "true",
+    ],
+    "knowfree+lexicon+auto_width+averages+token_evidence": [
+        *AUTO_WIDTH_AVERAGES,
+        "--components.knowfree.model.token_evidence",
+        "true",
+    ],
+    "knowfree+lexicon+auto_width+averages+ngram_evidence": [
+        *AUTO_WIDTH_AVERAGES,
+        "--components.knowfree.model.ngram_evidence",
+        "true",
+    ],
+    "knowfree+lexicon+auto_width+averages+token_evidence+ngram_evidence": [
+        *AUTO_WIDTH_AVERAGES,
+        "--components.knowfree.model.token_evidence",
+        "true",
+        "--components.knowfree.model.ngram_evidence",
+        "true",
+    ],
     "knowfree+lexicon+unlabeled+share50": ["--corpora.train.labeled_share", "0.5"],
     "knowfree+lexicon+unlabeled+share80": ["--corpora.train.labeled_share", "0.8"],
 }
@@ -148,11 +178,14 @@ LEGACY_WIDTH = ["--vars.max_span_width", "32"]
 # reason (spancat's config keeps it off: it has no runs with it)
 LEGACY_AVERAGES = ["--training.optimizer.use_averages", "false"]
 AVERAGED_CONFIGS = ("configs/knowfree_zh_cpu.cfg", "configs/ner_zh_cpu.cfg")
+# the token-evidence term of the knowfree systems without "token_evidence" in
+# their name: off, as the packaged config had it up to 0.6.0, for the same reason
+LEGACY_EVIDENCE = ["--components.knowfree.model.token_evidence", "false"]
 # the parts of a system name (after its base) that use the cell's unlabeled text
 UNLABELED_PARTS = ("pretrain", "unlabeled", "selftrain")
 DEFAULT_SYSTEMS = [
-    "knowfree+auto_width+averages",
-    "knowfree+lexicon+auto_width+averages",
+    "knowfree+auto_width+averages+token_evidence",
+    "knowfree+lexicon+auto_width+averages+token_evidence",
     "spancat",
     "ner+averages",
     "crf",
@@ -479,12 +512,16 @@ def has_part(system: str, part: str) -> bool:
 def system_overrides(system: str) -> List[str]:
     """The ``spacy train`` overrides of ``system`` beyond its config: its own
     (:data:`SYSTEM_OVERRIDES`), after :data:`LEGACY_WIDTH` for a knowfree
-    system that does not ask for the ``auto_width`` and :data:`LEGACY_AVERAGES`
-    for a knowfree or ner system that does not ask for ``averages``."""
+    system that does not ask for the ``auto_width``, :data:`LEGACY_AVERAGES`
+    for a knowfree or ner system that does not ask for ``averages`` and
+    :data:`LEGACY_EVIDENCE` for a knowfree system that does not ask for
+    ``token_evidence``."""
     config = SYSTEMS[system][0]
     legacy: List[str] = []
     if config.startswith("configs/knowfree") and not has_part(system, "auto_width"):
         legacy += LEGACY_WIDTH
+    if config.startswith("configs/knowfree") and not has_part(system, "token_evidence"):
+        legacy += LEGACY_EVIDENCE
     if config in AVERAGED_CONFIGS and not has_part(system, "averages"):
         legacy += LEGACY_AVERAGES
     return [*legacy, *SYSTEM_OVERRIDES.get(system, [])]

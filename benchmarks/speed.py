@@ -20,13 +20,16 @@ instead of 200: the attention's Q/K/V projection, the head's largest cost, is
 ``MultiHashEmbed`` instead of its character n-gram and jieba word-boundary
 embedding: what the new encoder costs), ``knowfree_words`` (the packaged
 config without jieba's word tags, ``word_tags = false``, the encoder of 0.3.0
-and 0.4.0: what the tags cost), ``spancat`` and ``ner``. Writes a
+and 0.4.0: what the tags cost), ``knowfree_no_evidence`` (the packaged config
+with ``token_evidence = false``, the head up to 0.6.0: what the begin/inside/end
+term costs), ``spancat`` and ``ner``. Writes a
 markdown table to ``benchmarks/results/speed.md`` and the numbers, with the
 ratios under stable names (``knowfree_over_ner_1thread``,
 ``knowfree_over_spancat_1thread``, ``train_knowfree_over_spancat``,
 ``train_knowfree_over_ner``, and the same with ``knowfree_w32`` /
 ``knowfree_grid120`` / ``knowfree_int8``;
-``knowfree_over_knowfree_hash_1thread``, ``knowfree_over_knowfree_words_1thread``),
+``knowfree_over_knowfree_hash_1thread``, ``knowfree_over_knowfree_words_1thread``,
+``knowfree_over_knowfree_no_evidence_1thread``),
 to ``speed.json`` beside it.
 
     python benchmarks/speed.py
@@ -53,6 +56,7 @@ CONFIGS = {
     "knowfree_grid120": "configs/knowfree_zh_cpu.cfg",
     "knowfree_hash": "configs/knowfree_zh_cpu.cfg",
     "knowfree_words": "configs/knowfree_zh_cpu.cfg",
+    "knowfree_no_evidence": "configs/knowfree_zh_cpu.cfg",
     "spancat": "configs/spancat_zh_cpu.cfg",
     "ner": "configs/ner_zh_cpu.cfg",
 }
@@ -60,6 +64,7 @@ CONFIGS = {
 OVERRIDES = {
     "knowfree_w32": ["--vars.max_span_width", "32"],
     "knowfree_grid120": ["--components.knowfree.model.grid_width", "120"],
+    "knowfree_no_evidence": ["--components.knowfree.model.token_evidence", "false"],
 }
 SYSTEMS = [
     "knowfree",
@@ -68,11 +73,15 @@ SYSTEMS = [
     "knowfree_int8",
     "knowfree_hash",
     "knowfree_words",
+    "knowfree_no_evidence",
     "spancat",
     "ner",
 ]
 # systems whose config swaps the tok2vec's embedding (benchmarks/accuracy.py's encoders)
 ENCODER_VARIANTS = {"knowfree_hash": "hash", "knowfree_words": "char_ngram_words"}
+# the variants of the packaged config that ``knowfree`` is set against: what each
+# of its parts costs
+KNOWFREE_VARIANTS = (*ENCODER_VARIANTS, "knowfree_no_evidence")
 LENGTHS = [100, 1000, 5000, 20000]
 TEST_SETS = ("weibo", "resume")
 
@@ -263,7 +272,7 @@ def ratios(results: Dict[str, Dict]) -> Dict[str, float]:
                 out[f"{system}_over_{peer}_{threads}thread"] = a[f"chars_per_s_{threads}"] / b[f"chars_per_s_{threads}"]
             if "train_s_per_100_steps" in a:
                 out[f"train_{system}_over_{peer}"] = a["train_s_per_100_steps"] / b["train_s_per_100_steps"]
-    for variant in ENCODER_VARIANTS:  # what the packaged encoder costs against each other one
+    for variant in KNOWFREE_VARIANTS:  # what the packaged encoder and head cost against each other one
         if {"knowfree", variant} <= set(results):
             for threads in (1, 2):
                 out[f"knowfree_over_{variant}_{threads}thread"] = (

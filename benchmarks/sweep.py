@@ -83,12 +83,14 @@ ALIASES = {
 }
 # what every run sets unless its setting says otherwise: the steps, the band and
 # the optimizer the sweep started with (the packaged config says max_span_width
-# "auto" since 0.4.0 and use_averages = true since 0.6.0; the settings
-# "max_span_width=auto" and "training.optimizer.use_averages=true" measure them)
+# "auto" since 0.4.0, use_averages = true since 0.6.0 and token_evidence = true
+# since 0.7.0; the settings "max_span_width=auto",
+# "training.optimizer.use_averages=true" and "token_evidence=true" measure them)
 BASELINE = {
     "training.max_steps": "1200",
     "vars.max_span_width": "32",
     "training.optimizer.use_averages": "false",
+    f"{KF}.model.token_evidence": "false",
 }
 # the coarse stage: one change at a time from the defaults
 STAGES: Dict[str, List[str]] = {

@@ -109,12 +109,14 @@ def test_selftrain_system_trains_its_teacher_once_and_adds_its_pseudo_labels(tmp
 
 def test_the_packaged_band_is_auto_and_older_knowfree_systems_keep_32(tmp_path):
     assert accuracy.system_overrides("knowfree+lexicon+auto_width") == [
+        *accuracy.LEGACY_EVIDENCE,
         *accuracy.LEGACY_AVERAGES,
         "--vars.max_span_width",
         "auto",
     ]
     assert accuracy.system_overrides("knowfree+lexicon+unlabeled+share50") == [
         *accuracy.LEGACY_WIDTH,
+        *accuracy.LEGACY_EVIDENCE,
         *accuracy.LEGACY_AVERAGES,
         "--corpora.train.labeled_share",
         "0.5",
@@ -142,17 +144,23 @@ def _resolved(system: str) -> spacy.util.Config:
 
 
 def test_the_default_systems_are_the_packaged_config_and_older_rows_keep_their_optimizer():
-    """The default knowfree systems train exactly the packaged config's band and
-    optimizer; a knowfree or ner system without ``averages`` in its name keeps
-    averaging off, as its rows were measured, whatever the packaged config says."""
+    """The default knowfree systems train exactly the packaged config's band,
+    model and optimizer; a knowfree or ner system without ``averages`` in its
+    name keeps averaging off, and a knowfree system without ``token_evidence``
+    keeps that term off, as their rows were measured, whatever the packaged
+    config says."""
     packaged = spacy.util.load_config(accuracy.ROOT / "configs" / "knowfree_zh_cpu.cfg")
     for system in accuracy.DEFAULT_SYSTEMS[:2]:
         config = _resolved(system)
         assert config["training"]["optimizer"] == packaged["training"]["optimizer"]
         assert config["vars"]["max_span_width"] == packaged["vars"]["max_span_width"] == "auto"
+        assert config["components"]["knowfree"]["model"] == packaged["components"]["knowfree"]["model"]
     assert packaged["training"]["optimizer"]["use_averages"] is True
+    assert packaged["components"]["knowfree"]["model"]["token_evidence"] is True
     for system in ("knowfree+lexicon+auto_width", "knowfree+lexicon", "knowfree", "ner", "ner+pretrain"):
         assert _resolved(system)["training"]["optimizer"]["use_averages"] is False
+    for system in ("knowfree+lexicon+auto_width+averages", "knowfree+lexicon", "knowfree+lexicon+pretrain"):
+        assert _resolved(system)["components"]["knowfree"]["model"]["token_evidence"] is False
     ner = spacy.util.load_config(accuracy.ROOT / "configs" / "ner_zh_cpu.cfg")
     assert _resolved("ner+averages")["training"]["optimizer"] == ner["training"]["optimizer"]
     assert ner["training"]["optimizer"]["use_averages"] is True
