@@ -368,7 +368,8 @@ def write_report(
         '(max_span_width "auto"), `knowfree_w32` the same with max_span_width 32 (the packaged '
         "width before 0.4.0), `knowfree_grid120` the packaged config with grid_width 120, "
         "`knowfree_int8` `knowfree` after `knowfree quantize`, `knowfree_hash` the packaged config with spaCy's MultiHashEmbed "
-        "(the encoder before 0.3.0), `knowfree_words` the packaged config without word_tags (0.3.0-0.4.0); "
+        "(the encoder before 0.3.0), `knowfree_words` the packaged config without word_tags (0.3.0-0.4.0), "
+        "`knowfree_no_evidence` the packaged config with token_evidence false (the head up to 0.6.0); "
         "spancat ngram suggester 1..32",
         "",
         "| measure | " + " | ".join(systems) + " |",
