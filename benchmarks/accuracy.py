@@ -29,8 +29,11 @@ training span plus a margin instead of 32), and
 ``knowfree+lexicon+auto_width+grid120`` that with ``grid_width = 120``, and
 ``knowfree+lexicon+auto_width+averages`` that with parameter averaging
 (``training.optimizer.use_averages = true``: model-best and model-last hold
-the running average of the weights; ``ner+averages`` the same for ner); every
-knowfree run records the W its pipeline uses.
+the running average of the weights; ``ner+averages`` the same for ner), and
+``knowfree+lexicon+auto_width+averages+token_evidence`` that with each token's
+begin/inside/end scores added to the span logits (``token_evidence = true``,
+the packaged config since 0.7.0; ``+ngram_evidence`` adds the same scores from
+hashed character n-grams); every knowfree run records the W its pipeline uses.
 
 Finished runs are kept under ``--workdir`` and skipped when the script is run
 again, so an interrupted benchmark resumes where it stopped. Each finished run
