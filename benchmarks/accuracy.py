@@ -135,6 +135,10 @@ SYSTEMS = {
 # the packaged knowfree config's band and optimizer since 0.6.0, spelled out so
 # that the rows keep meaning what they measured if the packaged config changes
 AUTO_WIDTH_AVERAGES = ["--vars.max_span_width", "auto", "--training.optimizer.use_averages", "true"]
+# the evidence terms of spacy-knowfree.KnowFREE.v1 as overrides; 0.7.0's packaged
+# config is AUTO_WIDTH_AVERAGES plus TOKEN_EVIDENCE
+TOKEN_EVIDENCE = ["--components.knowfree.model.token_evidence", "true"]
+NGRAM_EVIDENCE = ["--components.knowfree.model.ngram_evidence", "true"]
 # ``spacy train`` overrides of a system beyond its config
 SYSTEM_OVERRIDES: Dict[str, List[str]] = {
     "knowfree+auto_width": ["--vars.max_span_width", "auto"],
@@ -148,27 +152,13 @@ SYSTEM_OVERRIDES: Dict[str, List[str]] = {
     "knowfree+auto_width+averages": AUTO_WIDTH_AVERAGES,
     "knowfree+lexicon+auto_width+averages": AUTO_WIDTH_AVERAGES,
     "ner+averages": ["--training.optimizer.use_averages", "true"],
-    "knowfree+auto_width+averages+token_evidence": [
-        *AUTO_WIDTH_AVERAGES,
-        "--components.knowfree.model.token_evidence",
-        "true",
-    ],
-    "knowfree+lexicon+auto_width+averages+token_evidence": [
-        *AUTO_WIDTH_AVERAGES,
-        "--components.knowfree.model.token_evidence",
-        "true",
-    ],
-    "knowfree+lexicon+auto_width+averages+ngram_evidence": [
-        *AUTO_WIDTH_AVERAGES,
-        "--components.knowfree.model.ngram_evidence",
-        "true",
-    ],
+    "knowfree+auto_width+averages+token_evidence": [*AUTO_WIDTH_AVERAGES, *TOKEN_EVIDENCE],
+    "knowfree+lexicon+auto_width+averages+token_evidence": [*AUTO_WIDTH_AVERAGES, *TOKEN_EVIDENCE],
+    "knowfree+lexicon+auto_width+averages+ngram_evidence": [*AUTO_WIDTH_AVERAGES, *NGRAM_EVIDENCE],
     "knowfree+lexicon+auto_width+averages+token_evidence+ngram_evidence": [
         *AUTO_WIDTH_AVERAGES,
-        "--components.knowfree.model.token_evidence",
-        "true",
-        "--components.knowfree.model.ngram_evidence",
-        "true",
+        *TOKEN_EVIDENCE,
+        *NGRAM_EVIDENCE,
     ],
     "knowfree+lexicon+unlabeled+share50": ["--corpora.train.labeled_share", "0.5"],
     "knowfree+lexicon+unlabeled+share80": ["--corpora.train.labeled_share", "0.8"],
