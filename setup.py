@@ -70,6 +70,8 @@ setup(
         "test": ["pytest>=7", "pytest-timeout>=2.1"],
         # make lint (run by .ci/run): pinned, so that a new release cannot fail CI
         "lint": ["ruff==0.17.6", "mypy==2.4.1"],
+        # the knowfree_crf component (the CRF peer's tags as an input feature)
+        "crf": ["python-crfsuite>=0.9.8"],
         # benchmarks/accuracy.py --system crf (the classic CRF peer)
         "bench": ["python-crfsuite>=0.9.8"],
         # knowfree apply / extend --engine ray: Ray Data actors (pyarrow, pandas)
@@ -79,6 +81,7 @@ setup(
         "spacy_factories": [
             "knowfree = spacy_knowfree.component:make_knowfree",
             "knowfree_lexicon = spacy_knowfree.knowledge.lexicon:make_knowfree_lexicon",
+            "knowfree_crf = spacy_knowfree.peer.crf_peer:make_knowfree_crf",
         ],
         "spacy_architectures": [
             "spacy-knowfree.KnowFREE.v1 = spacy_knowfree.layers.model:build_knowfree_model",

@@ -131,6 +131,13 @@ SYSTEMS = {
     "knowfree+lexicon+auto_width+averages+token_evidence": ("configs/knowfree_zh_cpu.cfg", "_fused"),
     "knowfree+lexicon+auto_width+averages+ngram_evidence": ("configs/knowfree_zh_cpu.cfg", "_fused"),
     "knowfree+lexicon+auto_width+averages+token_evidence+ngram_evidence": ("configs/knowfree_zh_cpu.cfg", "_fused"),
+    # and with the tags of a character n-gram CRF (the knowfree_crf component,
+    # jackknifed on the training docs) embedded in the tok2vec (with_crf_tags):
+    # the classic peer as an input; spancat and ner get the same encoder
+    "knowfree+auto_width+averages+token_evidence+crf_tags": ("configs/knowfree_zh_cpu.cfg", ""),
+    "knowfree+lexicon+auto_width+averages+token_evidence+crf_tags": ("configs/knowfree_zh_cpu.cfg", "_fused"),
+    "spancat+crf_tags": ("configs/spancat_zh_cpu.cfg", ""),
+    "ner+averages+crf_tags": ("configs/ner_zh_cpu.cfg", ""),
 }
 # the packaged knowfree config's band and optimizer since 0.6.0, spelled out so
 # that the rows keep meaning what they measured if the packaged config changes
@@ -160,6 +167,9 @@ SYSTEM_OVERRIDES: Dict[str, List[str]] = {
         *TOKEN_EVIDENCE,
         *NGRAM_EVIDENCE,
     ],
+    "knowfree+auto_width+averages+token_evidence+crf_tags": [*AUTO_WIDTH_AVERAGES, *TOKEN_EVIDENCE],
+    "knowfree+lexicon+auto_width+averages+token_evidence+crf_tags": [*AUTO_WIDTH_AVERAGES, *TOKEN_EVIDENCE],
+    "ner+averages+crf_tags": ["--training.optimizer.use_averages", "true"],
     "knowfree+lexicon+unlabeled+share50": ["--corpora.train.labeled_share", "0.5"],
     "knowfree+lexicon+unlabeled+share80": ["--corpora.train.labeled_share", "0.8"],
 }
@@ -359,6 +369,34 @@ def encoder_config(config: Path, encoder: str, directory: Path) -> Path:
     return variant
 
 
+def with_crf_tags(config: Path, directory: Path) -> Path:
+    """``config`` with a ``knowfree_crf`` component first in the pipeline,
+    annotating in training, and its tags embedded by the tok2vec
+    (``CharNgramEmbed`` ``crf_tags = true``), written into ``directory``."""
+    cfg = spacy.util.load_config(config, interpolate=False)
+    embeds = [
+        section for section in _sections(cfg) if section.get("@architectures") == "spacy-knowfree.CharNgramEmbed.v1"
+    ]
+    if len(embeds) != 1:
+        raise ValueError(f"{config} needs one spacy-knowfree.CharNgramEmbed.v1 block to embed CRF tags")
+    embeds[0]["crf_tags"] = True
+    cfg["nlp"]["pipeline"] = ["knowfree_crf", *cfg["nlp"]["pipeline"]]
+    cfg["components"]["knowfree_crf"] = {"factory": "knowfree_crf"}
+    cfg["training"]["annotating_components"] = ["knowfree_crf", *cfg["training"].get("annotating_components", [])]
+    variant = directory / f"{config.stem}.crf_tags.cfg"
+    variant.parent.mkdir(parents=True, exist_ok=True)
+    cfg.to_disk(variant, interpolate=False)
+    return variant
+
+
+def _sections(node: Dict) -> Iterator[Dict]:
+    """Every nested section of a config, depth first."""
+    for value in node.values():
+        if isinstance(value, dict):
+            yield value
+            yield from _sections(value)
+
+
 def _setting_lines(block: str) -> List[str]:
     """A config block's lines without comments and blank lines."""
     return [line.strip() for line in block.splitlines() if line.strip() and not line.lstrip().startswith("#")]
@@ -400,6 +438,8 @@ def train_and_evaluate(
     if variant.startswith("_fused_wo_"):
         write_ablated(corpus / f"train_{k}_fused.spacy", train, variant[len("_fused_wo_") :])
     config_path = encoder_config(ROOT / config, encoder, out)
+    if has_part(system, "crf_tags"):
+        config_path = with_crf_tags(config_path, out)
 
     def teacher_run(teacher: str, teacher_out: Path) -> Dict:
         return train_and_evaluate(

@@ -6,15 +6,9 @@ benchmark (``benchmarks/accuracy.py --system crf``) and is scored the same
 way: exact (start, end, label) span P/R/F of ``doc.spans["sc"]`` on the test
 split, with spaCy's ``Scorer.score_spans``.
 
-Features of token ``i`` (every token is one character in our corpora; a longer
-token counts as one "character"), with ``<s>``/``</s>`` past the edges:
-
-- ``bias``;
-- ``T0``: its type, one of Han, digit, Latin, punct, other (``char_type``);
-- ``U-2`` … ``U+2``: the unigrams in a ±2 window;
-- ``B-2`` … ``B+1``: the bigrams in a ±2 window (``B-2`` = c[i-2]c[i-1],
-  ``B-1`` = c[i-1]c[i], ``B+0`` = c[i]c[i+1], ``B+1`` = c[i+1]c[i+2]);
-- ``T``: the trigram centred on it, c[i-1]c[i]c[i+1].
+Features (:mod:`spacy_knowfree.peer.crf_features`, shared with the
+``knowfree_crf`` component): per character its type, the unigrams and bigrams
+in a ±2 window and the centred trigram.
 
 Labels are BIOES tags of the gold spans. A linear chain holds flat spans
 only: on nested data the outermost spans are kept (longest first, then
@@ -36,9 +30,8 @@ import json
 import sys
 import tempfile
 import time
-import unicodedata
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import spacy
 from spacy.scorer import Scorer
@@ -46,116 +39,12 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example
 
 from spacy_knowfree.docbin_io import read_docbin
+from spacy_knowfree.peer.crf_features import FEATURES, SpanTuple, bioes_to_spans, gold_spans
+from spacy_knowfree.peer.crf_peer import CRFTagger, train_crf_bytes
 
 C1_GRID = (0.0, 0.05, 0.2)
 C2_GRID = (0.01, 0.1, 1.0)
 MAX_ITERATIONS = 300
-FEATURES = "bias, character type, unigrams in a ±2 window, bigrams in a ±2 window, the centred trigram"
-SpanTuple = Tuple[int, int, str]  # start, end (exclusive), label
-
-
-def char_type(text: str) -> str:
-    """``Han``, ``digit``, ``Latin``, ``punct`` or ``other`` (of the first character)."""
-    if not text:
-        return "other"
-    ch = text[0]
-    code = ord(ch)
-    if 0x3400 <= code <= 0x4DBF or 0x4E00 <= code <= 0x9FFF or 0xF900 <= code <= 0xFAFF or 0x20000 <= code <= 0x2FFFF:
-        return "Han"
-    folded = unicodedata.normalize("NFKC", ch)  # full-width digits and letters
-    if folded.isdigit():
-        return "digit"
-    if folded.isascii() and folded.isalpha():
-        return "Latin"
-    if unicodedata.category(ch)[0] in "PS":
-        return "punct"
-    return "other"
-
-
-def token_features(chars: Sequence[str], i: int) -> List[str]:
-    """The CRF features of position ``i`` of ``chars`` (see the module docstring)."""
-
-    def at(j: int) -> str:
-        if j < 0:
-            return "<s>"
-        if j >= len(chars):
-            return "</s>"
-        return chars[j]
-
-    feats = ["bias", f"T0={char_type(chars[i])}"]
-    feats += [f"U{offset:+d}={at(i + offset)}" for offset in range(-2, 3)]
-    feats += [f"B{offset:+d}={at(i + offset)}{at(i + offset + 1)}" for offset in range(-2, 2)]
-    feats.append(f"T={at(i - 1)}{at(i)}{at(i + 1)}")
-    return feats
-
-
-def doc_features(doc: Doc) -> List[List[str]]:
-    chars = [token.text for token in doc]
-    return [token_features(chars, i) for i in range(len(chars))]
-
-
-def flat_spans(spans: Iterable[SpanTuple]) -> Tuple[List[SpanTuple], int]:
-    """The outermost non-overlapping spans (longest first, then leftmost), and
-    how many overlapping spans were dropped."""
-    kept: List[SpanTuple] = []
-    taken = set()
-    dropped = 0
-    for start, end, label in sorted(set(spans), key=lambda s: (-(s[1] - s[0]), s[0], s[2])):
-        if any(i in taken for i in range(start, end)):
-            dropped += 1
-            continue
-        kept.append((start, end, label))
-        taken.update(range(start, end))
-    return sorted(kept), dropped
-
-
-def spans_to_bioes(length: int, spans: Iterable[SpanTuple]) -> List[str]:
-    """BIOES tags of flat ``spans`` over ``length`` tokens."""
-    tags = ["O"] * length
-    for start, end, label in spans:
-        if end - start == 1:
-            tags[start] = f"S-{label}"
-        else:
-            tags[start] = f"B-{label}"
-            for i in range(start + 1, end - 1):
-                tags[i] = f"I-{label}"
-            tags[end - 1] = f"E-{label}"
-    return tags
-
-
-def bioes_to_spans(tags: Sequence[str]) -> List[SpanTuple]:
-    """Spans of a BIOES sequence; an ill-formed chunk (B without E) is closed at
-    the tag that breaks it, as a lenient chunker does."""
-    spans: List[SpanTuple] = []
-    start: Optional[int] = None
-    label = ""
-    for i, tag in enumerate(tags):
-        prefix, _, tag_label = tag.partition("-")
-        if start is not None and (prefix in ("B", "S", "O") or tag_label != label):
-            spans.append((start, i, label))
-            start = None
-        if prefix == "S":
-            spans.append((i, i + 1, tag_label))
-        elif prefix == "B" or (prefix in ("I", "E") and start is None):
-            start, label = i, tag_label
-        if prefix == "E" and start is not None:
-            spans.append((start, i + 1, label))
-            start = None
-    if start is not None:
-        spans.append((start, len(tags), label))
-    return spans
-
-
-def gold_spans(doc: Doc, spans_key: str = "sc") -> List[SpanTuple]:
-    return [(s.start, s.end, s.label_) for s in doc.spans.get(spans_key, [])]
-
-
-def _crfsuite():
-    try:
-        import pycrfsuite
-    except ImportError:
-        sys.exit('The crf system needs python-crfsuite: pip install "spacy-knowfree[bench]"')
-    return pycrfsuite
 
 
 def train_crf(
@@ -168,26 +57,15 @@ def train_crf(
 ) -> int:
     """Train a CRF on ``docs`` into ``model_path``; RETURNS the number of gold
     spans left out because they overlap a longer one (nested data)."""
-    pycrfsuite = _crfsuite()
-    trainer = pycrfsuite.Trainer(verbose=False)
-    dropped = 0
-    for doc in docs:
-        spans, n_dropped = flat_spans(gold_spans(doc, spans_key))
-        dropped += n_dropped
-        trainer.append(doc_features(doc), spans_to_bioes(len(doc), spans))
-    trainer.set_params({"c1": c1, "c2": c2, "max_iterations": max_iterations, "feature.possible_transitions": True})
-    trainer.train(str(model_path))
+    model, dropped = train_crf_bytes(docs, spans_key, c1, c2, max_iterations, name="crf")
+    model_path.write_bytes(model)
     return dropped
 
 
 def predict_spans(model_path: Path, docs: Sequence[Doc]) -> List[List[SpanTuple]]:
     """The spans the CRF in ``model_path`` tags in each doc."""
-    tagger = _crfsuite().Tagger()
-    tagger.open(str(model_path))
-    try:
-        return [bioes_to_spans(tagger.tag(doc_features(doc))) if len(doc) else [] for doc in docs]
-    finally:
-        tagger.close()
+    tagger = CRFTagger(model_path.read_bytes(), name="crf")
+    return [bioes_to_spans(tagger.tag(doc)) for doc in docs]
 
 
 def score(docs: Sequence[Doc], predicted: Sequence[List[SpanTuple]], spans_key: str = "sc") -> Dict[str, float]:
@@ -244,7 +122,7 @@ def select_and_score(
     predicted = predict_spans(path, test)
     test_scores = score(test, predicted)
     n_chars = sum(len(doc) for doc in test)
-    n_gold = sum(len(gold_spans(doc)) for doc in train)
+    n_gold = sum(len(gold_spans(doc, "sc")) for doc in train)
     return {
         **test_scores,
         "train_seconds": seconds,
@@ -287,7 +165,10 @@ def main(argv: Optional[List[str]] = None) -> None:
         help=f"c2 values to try on dev (default: {', '.join(map(str, C2_GRID))})",
     )
     args = parser.parse_args(argv)
-    _crfsuite()
+    try:
+        import pycrfsuite  # noqa: F401
+    except ImportError:
+        sys.exit('The crf system needs python-crfsuite: pip install "spacy-knowfree[bench]"')
     if not args.dev.exists():
         sys.exit(
             f"{args.dev}: no dev split. The crf system picks c1/c2 on dev and never on "

@@ -18,6 +18,7 @@ from thinc.types import Floats3d
 from .constants import EXTENSION_SPANS_KEY, SYNTHETIC_FLAG, UNLABELED_FLAG
 from .decoding import decode_grid, sigmoid, valid_cells
 from .errors import Errors, Warnings
+from .layers.crf_tags import check_crf_tags
 from .layers.model import load_model_bytes, predict_logits
 from .layers.span_grid import auto_span_width, configure_encoder
 from .scorer import score_weights_for
@@ -376,6 +377,7 @@ class KnowFREE(TrainablePipe):
         """
         examples = list(examples)
         validate_examples(examples, "KnowFREE.get_loss")
+        check_crf_tags(self.model, [eg.predicted for eg in examples], self.name)
         ops = self.model.ops
         n_docs = max(len(examples), 1)
         total = 0.0
@@ -470,6 +472,7 @@ class KnowFREE(TrainablePipe):
         int8 = bool(self.cfg.get("int8"))  # pipelines saved before int8 lack it
         if not docs:
             return []
+        check_crf_tags(self.model, docs, self.name)
         if self._uses_listener or all(len(doc) <= LONG_DOC_ROWS for doc in docs):
             return predict_logits(self.model, docs, n_columns, int8=int8)
         short = [doc for doc in docs if len(doc) <= LONG_DOC_ROWS]

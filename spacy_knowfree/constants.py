@@ -14,6 +14,8 @@ SYNTHETIC_FLAG = "knowfree_synthetic"
 UNLABELED_FLAG = "knowfree_unlabeled"
 #: ``doc.user_data`` key of where a synthetic doc came from (method, source, ...).
 PROVENANCE_KEY = "knowfree_synthesis"
+#: ``doc.user_data`` key of the CRF peer's BIOES tag of every token (``knowfree_crf``).
+CRF_TAGS_KEY = "knowfree_crf_tags"
 #: ``doc.user_data`` key of the reply of a text-generating LLM task.
 GENERATION_KEY = "knowfree_generation"
 #: ``doc.user_data`` key of the per-doc counts of dropped and repaired LLM items.

@@ -63,6 +63,33 @@ class Errors(metaclass=ErrorsWithCodes):
         "its components need installed."
     )
 
+    # KF02x: the CRF peer (knowfree_crf) and its tags in the embedding
+    KF020 = (
+        "Component '{name}' needs python-crfsuite to train and run its CRF. "
+        'Install it with: pip install "spacy-knowfree[crf]"'
+    )
+    KF021 = "Invalid value for '{arg}' in component '{name}': {value!r}. {hint}"
+    KF022 = (
+        "Component '{name}' found no spans under doc.spans['{key}'] in its "
+        "{n} training examples, so its CRF has nothing to learn. Set "
+        "'spans_key' in [components.{name}] to the key of the gold spans."
+    )
+    KF023 = (
+        "Component '{name}' is not initialized: its CRF is trained by "
+        "nlp.initialize() (spacy train does it) or loaded with the pipeline."
+    )
+    KF024 = (
+        "Component '{name}' embeds CRF tags (CharNgramEmbed crf_tags = true), "
+        "but {n} of the {total} docs it was given have none in "
+        "doc.user_data['{key}']. Put a 'knowfree_crf' component before it in "
+        "the pipeline and, to train, list that component in [training] "
+        "annotating_components."
+    )
+    KF025 = (
+        "Cannot load the CRF of component '{name}' ({error}). The pipeline "
+        "on disk may be damaged; re-train or re-save it."
+    )
+
     # KF25x-KF27x: offline lexicon (knowfree_lexicon) and synonymous label merging
     KF250 = "Invalid 'families' {value!r} for component '{name}': give a non-empty list of {allowed}."
     KF251 = (

@@ -15,6 +15,11 @@ class Warnings(metaclass=ErrorsWithCodes):
         "{count} document(s) have no doc.spans['{key}'] group: their extension "
         "columns are left out of the loss (not treated as 'no extension span')."
     )
+    KW003 = (
+        "{count} gold span(s) under doc.spans['{key}'] overlap a longer one, so "
+        "the linear-chain CRF of component '{name}' was trained without them "
+        "(it tags flat spans only; the outermost ones are kept)."
+    )
 
     # KW25x: offline lexicon and synonymous label merging
     KW250 = (

@@ -1,5 +1,6 @@
 """Small hand-made training sets for component tests."""
 
+import copy
 from typing import Iterable, List, Optional, Sequence, Tuple
 
 import spacy
@@ -85,6 +86,19 @@ SMALL_MODEL = {
         },
     },
 }
+
+
+def char_ngram_model(**embed):
+    """SMALL_MODEL with a CharNgramEmbed.v1 of the same width and rows (``embed``: its other settings)."""
+    model = copy.deepcopy(SMALL_MODEL)
+    model["tok2vec"]["embed"] = {
+        "@architectures": "spacy-knowfree.CharNgramEmbed.v1",
+        "width": 64,
+        "attrs": ["ORTH", "SHAPE"],
+        "rows": [2000, 100],
+        **embed,
+    }
+    return model
 
 
 def make_nlp(**config):

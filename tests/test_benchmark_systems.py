@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
 import spacy
 
 from spacy_knowfree.constants import EXTENSION_SPANS_KEY, SYNTHETIC_FLAG, UNLABELED_FLAG
@@ -182,3 +183,23 @@ def test_report_only_records_the_dev_f1_of_logged_runs_that_lack_it(tmp_path):
     assert logged[("weibo", "250", "knowfree+lexicon", encoder, 0)]["dev_f"] == 0.4321
     assert "dev_f" not in logged[("weibo", "250", "knowfree+lexicon", encoder, 1)]  # no model-best: nothing to read
     assert logged[("weibo", "250", "knowfree+lexicon", encoder, 0)]["f"] == 0.5  # the rest as it was
+
+
+def test_crf_tags_systems_train_with_the_crf_peer_annotating(tmp_path):
+    pytest.importorskip("pycrfsuite")
+    system = "knowfree+lexicon+auto_width+averages+token_evidence+crf_tags"
+    assert accuracy.system_overrides(system) == accuracy.system_overrides(system.rsplit("+", 1)[0])
+    for name in (system, "spancat+crf_tags", "ner+averages+crf_tags"):
+        config = accuracy.with_crf_tags(accuracy.ROOT / accuracy.SYSTEMS[name][0], tmp_path / name)
+        cfg = spacy.util.load_config(config)
+        assert cfg["nlp"]["pipeline"][0] == "knowfree_crf"
+        assert cfg["training"]["annotating_components"] == ["knowfree_crf"]
+        embeds = [s for s in accuracy._sections(cfg) if s.get("@architectures") == "spacy-knowfree.CharNgramEmbed.v1"]
+        assert [e["crf_tags"] for e in embeds] == [True]
+    corpus = _cell(tmp_path)
+    config = accuracy.with_crf_tags(accuracy.ROOT / accuracy.SYSTEMS[system][0], tmp_path / "cfg")
+    out = tmp_path / "run"
+    accuracy.train_on(str(config), corpus / "train_5_fused.spacy", corpus, 0, out, 4, 2, 0, extra=TINY)
+    loaded = spacy.load(out / "model" / "model-best")
+    assert loaded.pipe_names == ["knowfree_crf", "knowfree"]
+    assert len(loaded("张三在北京工作。").user_data["knowfree_crf_tags"]) == 8

@@ -1,4 +1,5 @@
-"""The CRF peer of the accuracy benchmark (benchmarks/crf.py)."""
+"""The CRF peer of the accuracy benchmark (benchmarks/crf.py) and the features
+it shares with the knowfree_crf component (spacy_knowfree.peer.crf_features)."""
 
 import sys
 from pathlib import Path
@@ -8,6 +9,7 @@ import spacy
 from spacy.tokens import Span
 
 from spacy_knowfree.docbin_io import write_docbin
+from spacy_knowfree.peer import crf_features
 
 from _examples import FLAT, NESTED
 
@@ -27,7 +29,7 @@ def make_docs(data):
 
 
 def test_char_type():
-    assert [crf.char_type(ch) for ch in "北7７aＡ，!~ あ"] == [
+    assert [crf_features.char_type(ch) for ch in "北7７aＡ，!~ あ"] == [
         "Han",
         "digit",
         "digit",
@@ -43,7 +45,7 @@ def test_char_type():
 
 def test_token_features_are_exact_at_the_edges_and_inside():
     chars = list("张三在北京")
-    assert crf.token_features(chars, 0) == [
+    assert crf_features.token_features(chars, 0) == [
         "bias",
         "T0=Han",
         "U-2=<s>",
@@ -57,7 +59,7 @@ def test_token_features_are_exact_at_the_edges_and_inside():
         "B+1=三在",
         "T=<s>张三",
     ]
-    assert crf.token_features(chars, 2) == [
+    assert crf_features.token_features(chars, 2) == [
         "bias",
         "T0=Han",
         "U-2=张",
@@ -71,7 +73,7 @@ def test_token_features_are_exact_at_the_edges_and_inside():
         "B+1=北京",
         "T=三在北",
     ]
-    assert crf.token_features(chars, 4) == [
+    assert crf_features.token_features(chars, 4) == [
         "bias",
         "T0=Han",
         "U-2=在",
@@ -85,16 +87,16 @@ def test_token_features_are_exact_at_the_edges_and_inside():
         "B+1=</s></s>",
         "T=北京</s>",
     ]
-    assert crf.token_features(["7"], 0)[1] == "T0=digit"
+    assert crf_features.token_features(["7"], 0)[1] == "T0=digit"
 
 
 def test_bioes_round_trip_and_lenient_chunks():
     spans = [(0, 2, "PER"), (3, 4, "LOC"), (5, 9, "ORG")]
-    tags = crf.spans_to_bioes(10, spans)
+    tags = crf_features.spans_to_bioes(10, spans)
     assert tags == ["B-PER", "E-PER", "O", "S-LOC", "O", "B-ORG", "I-ORG", "I-ORG", "E-ORG", "O"]
-    assert crf.bioes_to_spans(tags) == spans
+    assert crf_features.bioes_to_spans(tags) == spans
     # an unfinished chunk ends where the next one starts or the label changes
-    assert crf.bioes_to_spans(["B-PER", "I-PER", "B-LOC", "E-LOC", "I-ORG"]) == [
+    assert crf_features.bioes_to_spans(["B-PER", "I-PER", "B-LOC", "E-LOC", "I-ORG"]) == [
         (0, 2, "PER"),
         (2, 4, "LOC"),
         (4, 5, "ORG"),
@@ -102,7 +104,7 @@ def test_bioes_round_trip_and_lenient_chunks():
 
 
 def test_nested_spans_keep_the_outermost():
-    kept, dropped = crf.flat_spans([(0, 4, "ORG"), (0, 2, "LOC"), (5, 7, "LOC"), (6, 9, "X")])
+    kept, dropped = crf_features.flat_spans([(0, 4, "ORG"), (0, 2, "LOC"), (5, 7, "LOC"), (6, 9, "X")])
     assert kept == [(0, 4, "ORG"), (6, 9, "X")]
     assert dropped == 2
 

@@ -10,20 +10,11 @@ from thinc.api import fix_random_seed
 
 from spacy_knowfree.layers.char_ngram_embed import _AFTER, _BEFORE, _mix, char_ngram_features
 
-from _examples import FLAT, NESTED, SMALL_MODEL, make_examples, make_nlp, span_tuples, train
+from _examples import FLAT, NESTED, SMALL_MODEL, char_ngram_model, make_examples, make_nlp, span_tuples, train
 
 
 def ngram_model():
-    model = copy.deepcopy(SMALL_MODEL)
-    model["tok2vec"]["embed"] = {
-        "@architectures": "spacy-knowfree.CharNgramEmbed.v1",
-        "width": 64,
-        "attrs": ["ORTH", "SHAPE"],
-        "rows": [2000, 100],
-        "ngram_rows": 3000,
-        "trigrams": True,
-    }
-    return model
+    return char_ngram_model(ngram_rows=3000, trigrams=True)
 
 
 def test_bigram_and_trigram_keys_are_exact():

@@ -22,7 +22,9 @@ word that holds it and that word's length (:mod:`.word_boundary`), hashed
 into one more table: lexicon knowledge in the input. With ``word_tags =
 true`` it also gets jieba's part-of-speech tag of that word (``nr`` person,
 ``ns`` place, ``nt`` organisation, ...) with its place in the word
-(:mod:`.word_tags`), hashed into another table.
+(:mod:`.word_tags`), hashed into another table. With ``crf_tags = true``
+it gets the BIOES tag that the ``knowfree_crf`` component's CRF gave it
+(:mod:`.crf_tags`): the classic peer's decision as an input.
 """
 
 from typing import List, Sequence, Tuple, Union, cast
@@ -35,6 +37,7 @@ from thinc.api import HashEmbed, Maxout, Model, chain, concatenate, list2ragged,
 from thinc.types import Floats2d, Ints2d, Ragged
 
 from ..errors import Errors
+from .crf_tags import crf_tag_keys
 from .word_boundary import word_boundary_keys
 from .word_tags import word_tag_keys
 
@@ -77,11 +80,15 @@ def ngram_keys(orth: numpy.ndarray, is_char: numpy.ndarray, trigrams: bool) -> n
 
 
 def char_ngram_features(
-    attrs: Sequence[Union[str, int]], trigrams: bool, word_boundaries: bool = False, word_tags: bool = False
+    attrs: Sequence[Union[str, int]],
+    trigrams: bool,
+    word_boundaries: bool = False,
+    word_tags: bool = False,
+    crf_tags: bool = False,
 ) -> Model[List[Doc], List[Ints2d]]:
     """Docs -> per doc, uint64 keys: the ``attrs`` columns, the n-gram columns,
-    then (``word_boundaries``) the word-boundary column and (``word_tags``)
-    the word-tag column."""
+    then (``word_boundaries``) the word-boundary column, (``word_tags``) the
+    word-tag column and (``crf_tags``) the CRF-tag column."""
     attr_ids = [intify_attr(attr) for attr in attrs]
     lookup = [*attr_ids, ORTH, LENGTH]
 
@@ -96,13 +103,21 @@ def char_ngram_features(
                 columns.append(word_boundary_keys(doc)[:, None])
             if word_tags:
                 columns.append(word_tag_keys(doc)[:, None])
+            if crf_tags:
+                columns.append(crf_tag_keys(doc)[:, None])
             output.append(model.ops.asarray(numpy.hstack(columns), dtype="uint64"))  # type: ignore[arg-type]
         return output, lambda d_output: []  # type: ignore[return-value]
 
     return Model(
         "char_ngram_features",
         forward,
-        attrs={"attrs": list(attrs), "trigrams": trigrams, "word_boundaries": word_boundaries, "word_tags": word_tags},
+        attrs={
+            "attrs": list(attrs),
+            "trigrams": trigrams,
+            "word_boundaries": word_boundaries,
+            "word_tags": word_tags,
+            "crf_tags": crf_tags,
+        },
     )
 
 
@@ -117,6 +132,8 @@ def build_char_ngram_embed(
     boundary_rows: int = 64,
     word_tags: bool = False,
     tag_rows: int = 512,
+    crf_tags: bool = False,
+    crf_tag_rows: int = 128,
 ) -> Model[List[Doc], List[Floats2d]]:
     """Hash embeddings of token attributes and character n-grams, mixed by a
     Maxout layer (the shape of spaCy's ``MultiHashEmbed``).
@@ -137,6 +154,11 @@ def build_char_ngram_embed(
         it measured on dev: ``benchmarks/notes/encoder_dev.md``).
     tag_rows (int): rows of the word-tag table (the features take 232
         distinct values).
+    crf_tags (bool): also embed the BIOES tag of each token from the
+        ``knowfree_crf`` component, which must come before this model's
+        component in the pipeline (and be listed in ``[training]
+        annotating_components``). Off by default.
+    crf_tag_rows (int): rows of the CRF-tag table (4 tags per label, and O).
     RETURNS (Model[List[Doc], List[Floats2d]]): a vector of ``width`` per token.
     """
     checks = [
@@ -150,6 +172,7 @@ def build_char_ngram_embed(
         ("ngram_rows", ngram_rows, ngram_rows > 0, "must be positive"),
         ("boundary_rows", boundary_rows, boundary_rows > 0, "must be positive"),
         ("tag_rows", tag_rows, tag_rows > 0, "must be positive"),
+        ("crf_tag_rows", crf_tag_rows, crf_tag_rows > 0, "must be positive"),
     ]
     for arg, value, ok, hint in checks:
         if not ok:
@@ -159,12 +182,13 @@ def build_char_ngram_embed(
         *([ngram_rows] * (3 if trigrams else 2)),
         *([boundary_rows] if word_boundaries else []),
         *([tag_rows] if word_tags else []),
+        *([crf_tag_rows] if crf_tags else []),
     ]
     embeddings: List[Model] = [
         HashEmbed(width, n_rows, column=i, seed=8 + i, dropout=0.0) for i, n_rows in enumerate(table_rows)
     ]
     return chain(
-        char_ngram_features(attrs, trigrams, word_boundaries, word_tags),
+        char_ngram_features(attrs, trigrams, word_boundaries, word_tags, crf_tags),
         cast(Model[List[Ints2d], Ragged], list2ragged()),
         with_array(concatenate(*embeddings)),
         with_array(Maxout(width, width * len(embeddings), nP=3, dropout=0.0, normalize=True)),
