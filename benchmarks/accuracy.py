@@ -75,6 +75,7 @@ import spacy
 import torch
 from spacy.tokens import Doc
 
+from spacy_knowfree import packaged_configs
 from spacy_knowfree.converters import read_benchmark
 from spacy_knowfree.docbin_io import read_docbin, write_docbin
 from spacy_knowfree.knowledge.pipeline import build_knowledge_pipeline
@@ -370,31 +371,13 @@ def encoder_config(config: Path, encoder: str, directory: Path) -> Path:
 
 
 def with_crf_tags(config: Path, directory: Path) -> Path:
-    """``config`` with a ``knowfree_crf`` component first in the pipeline,
-    annotating in training, and its tags embedded by the tok2vec
-    (``CharNgramEmbed`` ``crf_tags = true``), written into ``directory``."""
-    cfg = spacy.util.load_config(config, interpolate=False)
-    embeds = [
-        section for section in _sections(cfg) if section.get("@architectures") == "spacy-knowfree.CharNgramEmbed.v1"
-    ]
-    if len(embeds) != 1:
-        raise ValueError(f"{config} needs one spacy-knowfree.CharNgramEmbed.v1 block to embed CRF tags")
-    embeds[0]["crf_tags"] = True
-    cfg["nlp"]["pipeline"] = ["knowfree_crf", *cfg["nlp"]["pipeline"]]
-    cfg["components"]["knowfree_crf"] = {"factory": "knowfree_crf"}
-    cfg["training"]["annotating_components"] = ["knowfree_crf", *cfg["training"].get("annotating_components", [])]
+    """``config`` with the CRF peer as an input (``knowfree init config
+    --crf-tags``: :func:`spacy_knowfree.packaged_configs.with_crf_tags`),
+    written into ``directory``."""
     variant = directory / f"{config.stem}.crf_tags.cfg"
     variant.parent.mkdir(parents=True, exist_ok=True)
-    cfg.to_disk(variant, interpolate=False)
+    variant.write_text(packaged_configs.with_crf_tags(config.read_text(encoding="utf8"), config.name), encoding="utf8")
     return variant
-
-
-def _sections(node: Dict) -> Iterator[Dict]:
-    """Every nested section of a config, depth first."""
-    for value in node.values():
-        if isinstance(value, dict):
-            yield value
-            yield from _sections(value)
 
 
 def _setting_lines(block: str) -> List[str]:

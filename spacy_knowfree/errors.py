@@ -478,6 +478,11 @@ class Errors(metaclass=ErrorsWithCodes):
         "[vars] and [paths] settings: {known}; any other setting it has "
         "(e.g. --training.max_steps) can be set the same way."
     )
+    KF615 = (
+        "--crf-tags needs a config with one spacy-knowfree.CharNgramEmbed.v1 "
+        "block to embed the CRF's tags, and {config} has {found}. Use the CNN "
+        "encoder (--encoder cnn)."
+    )
     KF613 = (
         "The packaged config {name} is missing from the installed "
         "spacy-knowfree (looked in {path}). Reinstall the package."

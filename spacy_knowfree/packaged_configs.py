@@ -44,6 +44,10 @@ EXTRA_OF_CONFIG: Dict[str, Tuple[str, str]] = {
     "extend_lexicon_llm.cfg": ("llm", "spacy_llm"),
 }
 
+CHAR_NGRAM_EMBED = "spacy-knowfree.CharNgramEmbed.v1"
+#: (extra, module) of the knowfree_crf component (``knowfree init config --crf-tags``)
+CRF_EXTRA: Tuple[str, str] = ("crf", "pycrfsuite")
+
 _SECTION = re.compile(r"^\[([^\]]+)\]\s*$")
 _SETTING = re.compile(r"^([^\s=#\[][^=]*?)\s*=")
 
@@ -132,6 +136,58 @@ def apply_overrides(text: str, overrides: Optional[Mapping[str, Any]], config_na
         lines[index:end] = [f"{setting} = {srsly.json_dumps(value)}"]
     out = "\n".join(lines)
     Config().from_str(out, interpolate=False)  # still a valid config
+    return out
+
+
+def with_crf_tags(text: str, config_name: str) -> str:
+    """A training config text with the CRF peer as an input (comments kept):
+    a ``knowfree_crf`` component first in the pipeline, listed in ``[training]
+    annotating_components``, and ``crf_tags = true`` in its
+    ``CharNgramEmbed.v1`` block (see :mod:`spacy_knowfree.peer.crf_peer`).
+
+    text (str): a CNN training config (knowfree, spancat or ner).
+    config_name (str): its name, for the error message.
+    RETURNS (str): the new text; raises ``ValueError`` (KF615) for a config
+        without exactly one ``CharNgramEmbed.v1`` block.
+    """
+    config = Config().from_str(text, interpolate=False)
+    embeds = [key for key, section in _sections(config, "") if section.get("@architectures") == CHAR_NGRAM_EMBED]
+    if len(embeds) != 1:
+        raise ValueError(Errors.KF615.format(config=config_name, found=len(embeds)))
+    text = apply_overrides(
+        text,
+        {
+            "nlp.pipeline": ["knowfree_crf", *config["nlp"]["pipeline"]],
+            "training.annotating_components": ["knowfree_crf", *config["training"]["annotating_components"]],
+        },
+        config_name,
+    )
+    lines = text.split("\n")
+    header = lines.index(f"[{embeds[0]}]")
+    end = next((i for i in range(header + 1, len(lines)) if _SECTION.match(lines[i])), len(lines))
+    while lines[end - 1].strip() == "":
+        end -= 1
+    lines[end:end] = ["# the knowfree_crf component's BIOES tag of each token", "crf_tags = true"]
+    first = next(i for i, line in enumerate(lines) if line.startswith("[components."))
+    lines[first:first] = [
+        "[components.knowfree_crf]",
+        "# a character n-gram CRF trained at initialize; its tags feed the embedding",
+        'factory = "knowfree_crf"',
+        "",
+    ]
+    out = "\n".join(lines)
+    Config().from_str(out, interpolate=False)  # still a valid config
+    return out
+
+
+def _sections(node: Mapping[str, Any], prefix: str) -> List[Tuple[str, Mapping[str, Any]]]:
+    """Every nested section of a config with its dotted name, depth first."""
+    out: List[Tuple[str, Mapping[str, Any]]] = []
+    for key, value in node.items():
+        if isinstance(value, Mapping):
+            name = f"{prefix}.{key}" if prefix else key
+            out.append((name, value))
+            out.extend(_sections(value, name))
     return out
 
 

@@ -194,8 +194,8 @@ def test_crf_tags_systems_train_with_the_crf_peer_annotating(tmp_path):
         cfg = spacy.util.load_config(config)
         assert cfg["nlp"]["pipeline"][0] == "knowfree_crf"
         assert cfg["training"]["annotating_components"] == ["knowfree_crf"]
-        embeds = [s for s in accuracy._sections(cfg) if s.get("@architectures") == "spacy-knowfree.CharNgramEmbed.v1"]
-        assert [e["crf_tags"] for e in embeds] == [True]
+        embed = cfg["components"]["tok2vec" if name.startswith("ner") else name.split("+")[0]]["model"]
+        assert (embed["embed"] if name.startswith("ner") else embed["tok2vec"]["embed"])["crf_tags"] is True
     corpus = _cell(tmp_path)
     config = accuracy.with_crf_tags(accuracy.ROOT / accuracy.SYSTEMS[system][0], tmp_path / "cfg")
     out = tmp_path / "run"

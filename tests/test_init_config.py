@@ -147,9 +147,13 @@ def test_apply_overrides_keeps_text_without_options_and_replaces_multiline_value
     "system,pipeline",
     [("knowfree", ["knowfree"]), ("spancat", ["spancat"]), ("ner", ["tok2vec", "ner"])],  # ner listens to a tok2vec
 )
-def test_written_cnn_config_trains_with_spacy_train(tmp_path, capsys, corpus, system, pipeline):
+@pytest.mark.parametrize("crf_tags", [False, True], ids=["", "crf_tags"])
+def test_written_cnn_config_trains_with_spacy_train(tmp_path, capsys, corpus, system, pipeline, crf_tags):
+    if crf_tags:
+        pytest.importorskip("pycrfsuite")
+        pipeline = ["knowfree_crf", *pipeline]
     config_path = tmp_path / f"{system}.cfg"
-    code, text = run_cli(["init", "config", str(config_path), "--system", system], capsys)
+    code, text = run_cli(["init", "config", str(config_path), "--system", system, *(["--crf-tags"] * crf_tags)], capsys)
     assert code == 0, text
     assert load_config(config_path)["nlp"]["pipeline"] == pipeline
     pipe = pipeline[-1]
@@ -167,6 +171,12 @@ def test_written_cnn_config_trains_with_spacy_train(tmp_path, capsys, corpus, sy
     assert nlp.pipe_names == pipeline
     labels = set(nlp.get_pipe(pipe).labels)
     assert {"PER", "LOC", "ORG"} <= labels
+    assert ("knowfree_crf_tags" in nlp("张三在北京工作。").user_data) is crf_tags
+
+
+def test_crf_tags_need_the_cnn_encoder(tmp_path, capsys):
+    code, text = run_cli(["init", "config", "-", "--system", "knowfree", "--encoder", "trf", "--crf-tags"], capsys)
+    assert code == 1 and "KF615" in text
 
 
 def test_written_trf_config_validates(tmp_path, capsys):

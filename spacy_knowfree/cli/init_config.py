@@ -13,11 +13,13 @@ from wasabi import msg
 
 from ..errors import Errors
 from ..packaged_configs import (
+    CRF_EXTRA,
     EXTRA_OF_CONFIG,
     apply_overrides,
     extend_config_name,
     read_packaged_config,
     training_config_name,
+    with_crf_tags,
     write_config,
 )
 from ._app import OVERRIDES_CONTEXT, command_group, parse_config_overrides
@@ -61,6 +63,12 @@ def init_config_cli(
         help="cnn: the CNN tok2vec (CPU, no extra); trf: spacy-transformers (knowfree only, the 'transformers' extra).",
     ),
     lang: Lang = typer.Option(Lang.zh, "--lang", "-l", help="Language of the tokens."),
+    crf_tags: bool = typer.Option(
+        False,
+        "--crf-tags",
+        help="Add the knowfree_crf component (a character n-gram CRF, the 'crf' extra) and "
+        "embed its tags in the CNN tok2vec (README: 'The classic peer as an input').",
+    ),
     force: bool = typer.Option(False, "--force", "-F", help="Overwrite OUTPUT if it exists."),
 ) -> None:
     """Write a complete training config, as spacy init config does.
@@ -73,7 +81,7 @@ def init_config_cli(
     overrides = _overrides(ctx, "config")
     try:
         name = training_config_name(system.value, encoder.value, lang.value)
-        _write(name, output, overrides, force)
+        _write(name, output, overrides, force, crf_tags=crf_tags)
     except ValueError as err:
         msg.fail(str(err), exits=1)
     if str(output) != "-":
@@ -133,17 +141,23 @@ def _overrides(ctx: typer.Context, command: str) -> Dict[str, Any]:
         msg.fail(Errors.KF614.format(error=err.format_message(), command=command), exits=1)
 
 
-def _write(name: str, output: Path, overrides: Dict[str, Any], force: bool) -> None:
-    """Write packaged config ``name`` with ``overrides`` to ``output`` ('-': stdout)."""
-    text = apply_overrides(read_packaged_config(name), overrides, name)
+def _write(name: str, output: Path, overrides: Dict[str, Any], force: bool, crf_tags: bool = False) -> None:
+    """Write packaged config ``name`` (``crf_tags``: with the CRF peer as an
+    input) with ``overrides`` to ``output`` ('-': stdout)."""
+    text = read_packaged_config(name)
+    if crf_tags:
+        text = with_crf_tags(text, name)
+    text = apply_overrides(text, overrides, name)
     if str(output) == "-":
         sys.stdout.write(text)
         return
     write_config(text, output, force=force)
-    settings = f", with {', '.join(sorted(overrides))}" if overrides else ""
-    msg.good(f"Wrote {output} (the packaged {name}{settings})")
-    extra = EXTRA_OF_CONFIG.get(name)
-    if extra is not None and importlib.util.find_spec(extra[1]) is None:
-        msg.warn(
-            f"{name} needs the '{extra[0]}' extra, which is not installed: pip install \"spacy-knowfree[{extra[0]}]\""
-        )
+    settings = [*(["the knowfree_crf component"] if crf_tags else []), *sorted(overrides)]
+    msg.good(f"Wrote {output} (the packaged {name}{', with ' + ', '.join(settings) if settings else ''})")
+    extras = [EXTRA_OF_CONFIG.get(name), CRF_EXTRA if crf_tags else None]
+    for extra in extras:
+        if extra is not None and importlib.util.find_spec(extra[1]) is None:
+            msg.warn(
+                f"{name} needs the '{extra[0]}' extra, which is not installed: "
+                f'pip install "spacy-knowfree[{extra[0]}]"'
+            )
