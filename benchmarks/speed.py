@@ -22,14 +22,17 @@ embedding: what the new encoder costs), ``knowfree_words`` (the packaged
 config without jieba's word tags, ``word_tags = false``, the encoder of 0.3.0
 and 0.4.0: what the tags cost), ``knowfree_no_evidence`` (the packaged config
 with ``token_evidence = false``, the head up to 0.6.0: what the begin/inside/end
-term costs), ``spancat`` and ``ner``. Writes a
+term costs), ``knowfree_crf_tags`` (the packaged config with the CRF peer as an
+input, ``knowfree init config --crf-tags``: what the ``knowfree_crf`` component
+and its tags cost), ``spancat`` and ``ner``. Writes a
 markdown table to ``benchmarks/results/speed.md`` and the numbers, with the
 ratios under stable names (``knowfree_over_ner_1thread``,
 ``knowfree_over_spancat_1thread``, ``train_knowfree_over_spancat``,
 ``train_knowfree_over_ner``, and the same with ``knowfree_w32`` /
 ``knowfree_grid120`` / ``knowfree_int8``;
 ``knowfree_over_knowfree_hash_1thread``, ``knowfree_over_knowfree_words_1thread``,
-``knowfree_over_knowfree_no_evidence_1thread``),
+``knowfree_over_knowfree_no_evidence_1thread``,
+``knowfree_over_knowfree_crf_tags_1thread``),
 to ``speed.json`` beside it.
 
     python benchmarks/speed.py
@@ -46,7 +49,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import encoder_config  # noqa: E402
+from accuracy import encoder_config, with_crf_tags  # noqa: E402
 from machine import cpu_name, versions  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,6 +60,7 @@ CONFIGS = {
     "knowfree_hash": "configs/knowfree_zh_cpu.cfg",
     "knowfree_words": "configs/knowfree_zh_cpu.cfg",
     "knowfree_no_evidence": "configs/knowfree_zh_cpu.cfg",
+    "knowfree_crf_tags": "configs/knowfree_zh_cpu.cfg",
     "spancat": "configs/spancat_zh_cpu.cfg",
     "ner": "configs/ner_zh_cpu.cfg",
 }
@@ -74,6 +78,7 @@ SYSTEMS = [
     "knowfree_hash",
     "knowfree_words",
     "knowfree_no_evidence",
+    "knowfree_crf_tags",
     "spancat",
     "ner",
 ]
@@ -81,7 +86,7 @@ SYSTEMS = [
 ENCODER_VARIANTS = {"knowfree_hash": "hash", "knowfree_words": "char_ngram_words"}
 # the variants of the packaged config that ``knowfree`` is set against: what each
 # of its parts costs
-KNOWFREE_VARIANTS = (*ENCODER_VARIANTS, "knowfree_no_evidence")
+KNOWFREE_VARIANTS = (*ENCODER_VARIANTS, "knowfree_no_evidence", "knowfree_crf_tags")
 LENGTHS = [100, 1000, 5000, 20000]
 TEST_SETS = ("weibo", "resume")
 
@@ -115,7 +120,7 @@ if mode == "train":
     for i, batch in enumerate(batches[: steps + warmup]):
         if i == warmup:
             start = time.perf_counter()
-        nlp.update(batch, sgd=optimizer, drop=training["dropout"], losses={})
+        nlp.update(batch, sgd=optimizer, drop=training["dropout"], losses={}, annotates=training["annotating_components"])
     print(json.dumps({"s_per_100_steps": 100 * (time.perf_counter() - start) / steps}))
 elif mode == "speed":
     nlp = spacy.load(model)
@@ -204,6 +209,8 @@ def config_path(system: str, workdir: Path) -> Path:
     config = ROOT / CONFIGS[system]
     if system in ENCODER_VARIANTS:
         return encoder_config(config, ENCODER_VARIANTS[system], workdir / "configs")
+    if system == "knowfree_crf_tags":
+        return with_crf_tags(config, workdir / "configs")
     return config
 
 
@@ -369,7 +376,8 @@ def write_report(
         "width before 0.4.0), `knowfree_grid120` the packaged config with grid_width 120, "
         "`knowfree_int8` `knowfree` after `knowfree quantize`, `knowfree_hash` the packaged config with spaCy's MultiHashEmbed "
         "(the encoder before 0.3.0), `knowfree_words` the packaged config without word_tags (0.3.0-0.4.0), "
-        "`knowfree_no_evidence` the packaged config with token_evidence false (the head up to 0.6.0); "
+        "`knowfree_no_evidence` the packaged config with token_evidence false (the head up to 0.6.0), "
+        "`knowfree_crf_tags` the packaged config with the knowfree_crf component and its tags (--crf-tags); "
         "spancat ngram suggester 1..32",
         "",
         "| measure | " + " | ".join(systems) + " |",

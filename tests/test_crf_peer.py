@@ -8,6 +8,7 @@ import numpy
 import pytest
 import spacy
 from spacy.tokens import Doc
+from spacy.util import fix_random_seed
 
 pytest.importorskip("pycrfsuite")
 
@@ -15,7 +16,7 @@ from spacy_knowfree.constants import CRF_TAGS_KEY  # noqa: E402
 from spacy_knowfree.layers.char_ngram_embed import char_ngram_features  # noqa: E402
 from spacy_knowfree.layers.crf_tags import NO_TAGS, crf_tag_keys  # noqa: E402
 
-from _examples import FLAT, char_ngram_model, make_examples  # noqa: E402
+from _examples import FLAT, NESTED, char_ngram_model, make_examples  # noqa: E402
 
 # eight docs that teach LOC; one holds the only BASE span
 LOC = [
@@ -151,3 +152,20 @@ def test_knowfree_refuses_docs_without_crf_tags():
         knowfree(nlp.make_doc("王五在上海工作"))
     doc = nlp("王五在上海工作")  # through the whole pipeline it works
     assert len(doc.user_data[CRF_TAGS_KEY]) == len(doc) and "sc" in doc.spans
+
+
+def test_nested_spans_and_extension_labels_still_train_with_crf_tags():
+    nlp = spacy.blank("zh")
+    with pytest.warns(UserWarning, match="KW003"):  # the CRF keeps the outermost spans
+        nlp.add_pipe("knowfree_crf")
+        nlp.add_pipe("knowfree", config={"model": _crf_tags_model(), "nested": True})
+        examples = make_examples(nlp, NESTED, extension={"北京大学在北京": [(0, 2, "ENT:地名")]})
+        optimizer = nlp.initialize(lambda: examples)
+    assert nlp.get_pipe("knowfree").extension_labels == ("ENT:地名",)
+    fix_random_seed(0)
+    optimizer.learn_rate = 0.003
+    for _ in range(40):
+        nlp.update(examples, sgd=optimizer, drop=0.0, annotates=["knowfree_crf"])
+    doc = nlp("北京大学在北京")
+    predicted = {(s.start_char, s.end_char, s.label_) for s in doc.spans["sc"]}
+    assert {(0, 4, "ORG"), (0, 2, "LOC"), (5, 7, "LOC")} <= predicted  # ORG and the LOC inside it
