@@ -169,3 +169,13 @@ def test_nested_spans_and_extension_labels_still_train_with_crf_tags():
     doc = nlp("北京大学在北京")
     predicted = {(s.start_char, s.end_char, s.label_) for s in doc.spans["sc"]}
     assert {(0, 4, "ORG"), (0, 2, "LOC"), (5, 7, "LOC")} <= predicted  # ORG and the LOC inside it
+
+
+def test_a_damaged_crf_model_gets_a_kf_error(tmp_path):
+    nlp = _peer_nlp()
+    nlp.initialize(lambda: make_examples(nlp, LOC))
+    nlp.to_disk(tmp_path)
+    (tmp_path / "knowfree_crf" / "model.crfsuite").write_bytes(b"not a CRFsuite model")
+    loaded = spacy.load(tmp_path)
+    with pytest.raises(ValueError, match="KF025"):
+        loaded("我们在北京见面")
