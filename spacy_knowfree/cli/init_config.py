@@ -158,6 +158,6 @@ def _write(name: str, output: Path, overrides: Dict[str, Any], force: bool, crf_
     for extra in extras:
         if extra is not None and importlib.util.find_spec(extra[1]) is None:
             msg.warn(
-                f"{name} needs the '{extra[0]}' extra, which is not installed: "
+                f"{output} needs the '{extra[0]}' extra, which is not installed: "
                 f'pip install "spacy-knowfree[{extra[0]}]"'
             )
