@@ -24,7 +24,7 @@ annotating_components`` so that the docs of every batch carry its tags.
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import srsly
 from spacy import util
@@ -208,10 +208,6 @@ class CRFPeer(Pipe):
             tags = self._tagger.tag(doc)
         doc.user_data[CRF_TAGS_KEY] = tags
         return doc
-
-    def pipe(self, stream: Iterable[Doc], *, batch_size: int = 128) -> Iterator[Doc]:
-        for doc in stream:
-            yield self(doc)
 
     # -- serialization: the config and the CRF model (not the held-out tags) --
     def to_bytes(self, *, exclude: Iterable[str] = tuple()) -> bytes:
