@@ -49,6 +49,8 @@ setup(
         "tqdm>=4.38",
         # the offline lexicon (knowfree extend's default knowledge source)
         "jieba>=0.42",
+        # the knowfree_crf component, in the packaged CNN configs since 0.8.0
+        "python-crfsuite>=0.9.8",
     ],
     extras_require={
         "transformers": ["spacy-transformers>=1.3.0,<1.5.0"],
@@ -70,9 +72,8 @@ setup(
         "test": ["pytest>=7", "pytest-timeout>=2.1"],
         # make lint (run by .ci/run): pinned, so that a new release cannot fail CI
         "lint": ["ruff==0.17.6", "mypy==2.4.1"],
-        # the knowfree_crf component (the CRF peer's tags as an input feature)
+        # python-crfsuite is a base dependency since 0.8.0; the extras are kept as aliases
         "crf": ["python-crfsuite>=0.9.8"],
-        # benchmarks/accuracy.py --system crf (the classic CRF peer)
         "bench": ["python-crfsuite>=0.9.8"],
         # knowfree apply / extend --engine ray: Ray Data actors (pyarrow, pandas)
         "ray": ["ray[data]>=2.9"],

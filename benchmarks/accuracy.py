@@ -187,11 +187,12 @@ AVERAGED_CONFIGS = ("configs/knowfree_zh_cpu.cfg", "configs/ner_zh_cpu.cfg")
 LEGACY_EVIDENCE = ["--components.knowfree.model.token_evidence", "false"]
 # the parts of a system name (after its base) that use the cell's unlabeled text
 UNLABELED_PARTS = ("pretrain", "unlabeled", "selftrain")
+# the packaged configs' systems (0.8.0: with the CRF peer as an input)
 DEFAULT_SYSTEMS = [
-    "knowfree+auto_width+averages+token_evidence",
-    "knowfree+lexicon+auto_width+averages+token_evidence",
-    "spancat",
-    "ner+averages",
+    "knowfree+auto_width+averages+token_evidence+crf_tags",
+    "knowfree+lexicon+auto_width+averages+token_evidence+crf_tags",
+    "spancat+crf_tags",
+    "ner+averages+crf_tags",
     "crf",
 ]
 # embedding block of the neural systems' tok2vec per encoder name
@@ -371,13 +372,44 @@ def encoder_config(config: Path, encoder: str, directory: Path) -> Path:
 
 
 def with_crf_tags(config: Path, directory: Path) -> Path:
-    """``config`` with the CRF peer as an input (``knowfree init config
-    --crf-tags``: :func:`spacy_knowfree.packaged_configs.with_crf_tags`),
-    written into ``directory``."""
+    """``config`` (without the CRF peer) with the CRF peer as an input
+    (:func:`spacy_knowfree.packaged_configs.with_crf_tags`), written into
+    ``directory``."""
     variant = directory / f"{config.stem}.crf_tags.cfg"
     variant.parent.mkdir(parents=True, exist_ok=True)
     variant.write_text(packaged_configs.with_crf_tags(config.read_text(encoding="utf8"), config.name), encoding="utf8")
     return variant
+
+
+def without_crf_tags(config: Path, directory: Path) -> Path:
+    """``config`` without the CRF peer (``knowfree init config --no-crf-tags``:
+    :func:`spacy_knowfree.packaged_configs.without_crf_tags`), written into
+    ``directory``; ``config`` itself when it has none. The packaged CNN
+    configs have it since 0.8.0: the systems without ``crf_tags`` in their
+    name start from this, so that their rows keep meaning what they measured."""
+    text = config.read_text(encoding="utf8")
+    bare = packaged_configs.without_crf_tags(text, config.name)
+    if bare == text:
+        return config
+    variant = directory / f"{config.stem}.no_crf_tags.cfg"
+    variant.parent.mkdir(parents=True, exist_ok=True)
+    variant.write_text(bare, encoding="utf8")
+    return variant
+
+
+def system_config(system: str, encoder: str, directory: Path) -> Path:
+    """The config file a run of ``system`` trains with (its ``spacy train``
+    overrides, :func:`system_overrides`, aside): its config from
+    :data:`SYSTEMS` without the CRF peer, with the embedding of ``encoder``,
+    and with the CRF peer again for a ``crf_tags`` system. Variants are
+    written into ``directory``; a default system trains the packaged file."""
+    config = encoder_config(without_crf_tags(ROOT / SYSTEMS[system][0], directory), encoder, directory)
+    if has_part(system, "crf_tags"):
+        config = with_crf_tags(config, directory)
+        packaged = ROOT / SYSTEMS[system][0]
+        if config.read_text(encoding="utf8") == packaged.read_text(encoding="utf8"):
+            return packaged
+    return config
 
 
 def _setting_lines(block: str) -> List[str]:
@@ -420,9 +452,7 @@ def train_and_evaluate(
         return train_crf(train, corpus, out)
     if variant.startswith("_fused_wo_"):
         write_ablated(corpus / f"train_{k}_fused.spacy", train, variant[len("_fused_wo_") :])
-    config_path = encoder_config(ROOT / config, encoder, out)
-    if has_part(system, "crf_tags"):
-        config_path = with_crf_tags(config_path, out)
+    config_path = system_config(system, encoder, out)
 
     def teacher_run(teacher: str, teacher_out: Path) -> Dict:
         return train_and_evaluate(

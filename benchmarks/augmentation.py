@@ -42,6 +42,7 @@ from accuracy import (  # noqa: E402
     prepare_corpus,
     train_and_evaluate,
     train_on,
+    without_crf_tags,
 )
 
 AUGMENTERS = ("synthetic", "generate", "paraphrase")
@@ -141,7 +142,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     configure_runs(args.gpu_id)
     augmenters = args.augmenter or list(AUGMENTERS)
     seeds = args.seed or [0]
-    config = "configs/knowfree_zh_cpu.cfg"
+    # without the CRF peer (packaged since 0.8.0), as the fusion runs beside them
+    config = str(without_crf_tags(ROOT / "configs" / "knowfree_zh_cpu.cfg", args.workdir / "configs"))
     steps = (args.max_steps, args.eval_frequency, args.patience)
     rows = []
     for dataset in args.dataset:

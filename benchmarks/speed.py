@@ -22,9 +22,12 @@ embedding: what the new encoder costs), ``knowfree_words`` (the packaged
 config without jieba's word tags, ``word_tags = false``, the encoder of 0.3.0
 and 0.4.0: what the tags cost), ``knowfree_no_evidence`` (the packaged config
 with ``token_evidence = false``, the head up to 0.6.0: what the begin/inside/end
-term costs), ``knowfree_crf_tags`` (the packaged config with the CRF peer as an
-input, ``knowfree init config --crf-tags``: what the ``knowfree_crf`` component
-and its tags cost), ``spancat`` and ``ner``. Writes a
+term costs), ``knowfree_no_crf_tags`` (the packaged config without the CRF
+peer, ``knowfree init config --no-crf-tags``, the network up to 0.7.0: what
+the ``knowfree_crf`` component and its tags cost), ``spancat`` and ``ner``
+(their packaged configs, which have the CRF peer too since 0.8.0). The two
+encoder variants start from the config without the CRF peer, whose tags need
+the character n-gram embedding. Writes a
 markdown table to ``benchmarks/results/speed.md`` and the numbers, with the
 ratios under stable names (``knowfree_over_ner_1thread``,
 ``knowfree_over_spancat_1thread``, ``train_knowfree_over_spancat``,
@@ -32,7 +35,7 @@ ratios under stable names (``knowfree_over_ner_1thread``,
 ``knowfree_grid120`` / ``knowfree_int8``;
 ``knowfree_over_knowfree_hash_1thread``, ``knowfree_over_knowfree_words_1thread``,
 ``knowfree_over_knowfree_no_evidence_1thread``,
-``knowfree_over_knowfree_crf_tags_1thread``),
+``knowfree_over_knowfree_no_crf_tags_1thread``),
 to ``speed.json`` beside it.
 
     python benchmarks/speed.py
@@ -49,7 +52,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import encoder_config, with_crf_tags  # noqa: E402
+from accuracy import encoder_config, without_crf_tags  # noqa: E402
 from machine import cpu_name, versions  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +63,7 @@ CONFIGS = {
     "knowfree_hash": "configs/knowfree_zh_cpu.cfg",
     "knowfree_words": "configs/knowfree_zh_cpu.cfg",
     "knowfree_no_evidence": "configs/knowfree_zh_cpu.cfg",
-    "knowfree_crf_tags": "configs/knowfree_zh_cpu.cfg",
+    "knowfree_no_crf_tags": "configs/knowfree_zh_cpu.cfg",
     "spancat": "configs/spancat_zh_cpu.cfg",
     "ner": "configs/ner_zh_cpu.cfg",
 }
@@ -78,7 +81,7 @@ SYSTEMS = [
     "knowfree_hash",
     "knowfree_words",
     "knowfree_no_evidence",
-    "knowfree_crf_tags",
+    "knowfree_no_crf_tags",
     "spancat",
     "ner",
 ]
@@ -86,7 +89,7 @@ SYSTEMS = [
 ENCODER_VARIANTS = {"knowfree_hash": "hash", "knowfree_words": "char_ngram_words"}
 # the variants of the packaged config that ``knowfree`` is set against: what each
 # of its parts costs
-KNOWFREE_VARIANTS = (*ENCODER_VARIANTS, "knowfree_no_evidence", "knowfree_crf_tags")
+KNOWFREE_VARIANTS = (*ENCODER_VARIANTS, "knowfree_no_evidence", "knowfree_no_crf_tags")
 LENGTHS = [100, 1000, 5000, 20000]
 TEST_SETS = ("weibo", "resume")
 
@@ -208,9 +211,11 @@ def config_path(system: str, workdir: Path) -> Path:
     """The config ``system`` trains with (an encoder variant is written into ``workdir``)."""
     config = ROOT / CONFIGS[system]
     if system in ENCODER_VARIANTS:
-        return encoder_config(config, ENCODER_VARIANTS[system], workdir / "configs")
-    if system == "knowfree_crf_tags":
-        return with_crf_tags(config, workdir / "configs")
+        return encoder_config(
+            without_crf_tags(config, workdir / "configs"), ENCODER_VARIANTS[system], workdir / "configs"
+        )
+    if system == "knowfree_no_crf_tags":
+        return without_crf_tags(config, workdir / "configs")
     return config
 
 
@@ -371,13 +376,15 @@ def write_report(
         f"- date: {time.strftime('%Y-%m-%d %H:%M')}",
         f"- versions: {versions()}",
         f"- machine: {machine()}",
-        f"- models: trained {args.epochs} epochs on assets/sample; `knowfree` is the packaged config "
-        '(max_span_width "auto"), `knowfree_w32` the same with max_span_width 32 (the packaged '
+        f"- models: trained {args.epochs} epochs on assets/sample; `knowfree`, `spancat` and `ner` are the "
+        'packaged configs (with the knowfree_crf component since 0.8.0; knowfree with max_span_width "auto"), '
+        "`knowfree_w32` knowfree with max_span_width 32 (the packaged "
         "width before 0.4.0), `knowfree_grid120` the packaged config with grid_width 120, "
-        "`knowfree_int8` `knowfree` after `knowfree quantize`, `knowfree_hash` the packaged config with spaCy's MultiHashEmbed "
-        "(the encoder before 0.3.0), `knowfree_words` the packaged config without word_tags (0.3.0-0.4.0), "
+        "`knowfree_int8` `knowfree` after `knowfree quantize`, `knowfree_hash` the packaged config without the "
+        "CRF peer and with spaCy's MultiHashEmbed (the encoder before 0.3.0), `knowfree_words` the packaged "
+        "config without the CRF peer and word_tags (0.3.0-0.4.0), "
         "`knowfree_no_evidence` the packaged config with token_evidence false (the head up to 0.6.0), "
-        "`knowfree_crf_tags` the packaged config with the knowfree_crf component and its tags (--crf-tags); "
+        "`knowfree_no_crf_tags` the packaged config without the knowfree_crf component (--no-crf-tags, up to 0.7.0); "
         "spancat ngram suggester 1..32",
         "",
         "| measure | " + " | ".join(systems) + " |",

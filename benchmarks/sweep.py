@@ -30,7 +30,9 @@ Two names of a setting are run options rather than config paths:
   ``hash``, the packaged configs' encoder up to 0.2.0, and its keys stay
   relative to it: ``defaults`` is that baseline, whatever the packaged configs
   say today (they use ``char_ngram_words_tags`` since 0.5.0, chosen by this
-  sweep, and ``char_ngram_words`` in 0.3.0 and 0.4.0);
+  sweep, and ``char_ngram_words`` in 0.3.0 and 0.4.0). For the same reason
+  the sweep trains the config without the CRF peer (the ``knowfree_crf``
+  component, in the packaged configs since 0.8.0);
 * ``train=fused`` trains on the lexicon's fusion samples
   (``train_K_fused.spacy``: extension labels in the loss) instead of the
   plain subset (``train=plain``, the default).
@@ -59,6 +61,7 @@ from accuracy import (
     prepare_corpus,
     run,
     runs_log_lock,
+    without_crf_tags,
 )  # noqa: E402
 
 KF = "components.knowfree"
@@ -288,7 +291,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         out = args.workdir / "sweep" / dataset / f"k{args.k}" / slug / f"seed{args.seed}"
         out.mkdir(parents=True, exist_ok=True)
         overrides, options = split_setting(setting)
-        config = encoder_config(args.config, options["encoder"], out)
+        config = encoder_config(without_crf_tags(args.config, out), options["encoder"], out)
         cmd = train_command(
             config, corpus, args.k, args.seed, out, overrides, args.eval_frequency, train=options["train"]
         )

@@ -70,9 +70,10 @@ class Errors(metaclass=ErrorsWithCodes):
     )
     KF021 = "Invalid value for '{arg}' in component '{name}': {value!r}. {hint}"
     KF022 = (
-        "Component '{name}' found no spans under doc.spans['{key}'] in its "
+        "Component '{name}' found no spans under {where} in its "
         "{n} training examples, so its CRF has nothing to learn. Set "
-        "'spans_key' in [components.{name}] to the key of the gold spans."
+        "'spans_key' in [components.{name}] to the key of the gold spans "
+        "(null: doc.ents, the gold of a ner pipeline)."
     )
     KF023 = (
         "Component '{name}' is not initialized: its CRF is trained by "
@@ -482,6 +483,10 @@ class Errors(metaclass=ErrorsWithCodes):
         "--crf-tags needs a config with one spacy-knowfree.CharNgramEmbed.v1 "
         "block to embed the CRF's tags, and {config} has {found}. Use the CNN "
         "encoder (--encoder cnn)."
+    )
+    KF616 = (
+        "{config} already has a knowfree_crf component (the packaged CNN "
+        "configs have it since 0.8.0), so the CRF peer was not added twice."
     )
     KF613 = (
         "The packaged config {name} is missing from the installed "

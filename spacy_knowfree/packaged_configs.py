@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import srsly
 from thinc.api import Config
 
+from .constants import TARGET_SPANS_KEY
 from .errors import Errors
 
 SYSTEMS: Tuple[str, ...] = ("knowfree", "spancat", "ner")
@@ -45,8 +46,9 @@ EXTRA_OF_CONFIG: Dict[str, Tuple[str, str]] = {
 }
 
 CHAR_NGRAM_EMBED = "spacy-knowfree.CharNgramEmbed.v1"
-#: (extra, module) of the knowfree_crf component (``knowfree init config --crf-tags``)
-CRF_EXTRA: Tuple[str, str] = ("crf", "pycrfsuite")
+#: the factory (and the component name in the packaged configs) of the CRF peer
+CRF_PEER_FACTORY = "knowfree_crf"
+_CRF_TAGS_COMMENT = "# the BIOES tag that the knowfree_crf component's CRF gives each token"
 
 _SECTION = re.compile(r"^\[([^\]]+)\]\s*$")
 _SETTING = re.compile(r"^([^\s=#\[][^=]*?)\s*=")
@@ -139,45 +141,128 @@ def apply_overrides(text: str, overrides: Optional[Mapping[str, Any]], config_na
     return out
 
 
+def crf_peer_names(text: str) -> List[str]:
+    """The ``knowfree_crf`` components of a config text's pipeline.
+
+    text (str): a training config.
+    RETURNS (List[str]): their names, in pipeline order (empty without the CRF peer).
+    """
+    config = Config().from_str(text, interpolate=False)
+    components = config.get("components", {})
+    return [name for name in config["nlp"]["pipeline"] if components.get(name, {}).get("factory") == CRF_PEER_FACTORY]
+
+
 def with_crf_tags(text: str, config_name: str) -> str:
     """A training config text with the CRF peer as an input (comments kept):
     a ``knowfree_crf`` component first in the pipeline, listed in ``[training]
-    annotating_components``, and ``crf_tags = true`` in its
-    ``CharNgramEmbed.v1`` block (see :mod:`spacy_knowfree.peer.crf_peer`).
+    annotating_components``, learning the gold of the pipeline's last
+    component (its ``spans_key``, or ``doc.ents`` for ``ner``), and
+    ``crf_tags = true`` in its ``CharNgramEmbed.v1`` block (see
+    :mod:`spacy_knowfree.peer.crf_peer`). The packaged CNN configs have it
+    since 0.8.0; :func:`without_crf_tags` is the inverse.
 
-    text (str): a CNN training config (knowfree, spancat or ner).
+    text (str): a CNN training config (knowfree, spancat or ner) without the CRF peer.
     config_name (str): its name, for the error message.
     RETURNS (str): the new text; raises ``ValueError`` (KF615) for a config
-        without exactly one ``CharNgramEmbed.v1`` block.
+        without exactly one ``CharNgramEmbed.v1`` block, or (KF616) for one
+        that already has the CRF peer.
     """
     config = Config().from_str(text, interpolate=False)
     embeds = [key for key, section in _sections(config, "") if section.get("@architectures") == CHAR_NGRAM_EMBED]
     if len(embeds) != 1:
         raise ValueError(Errors.KF615.format(config=config_name, found=len(embeds)))
+    if crf_peer_names(text):
+        raise ValueError(Errors.KF616.format(config=config_name))
+    target = config["nlp"]["pipeline"][-1]
+    last = config["components"][target]
+    # ner's gold is doc.ents; otherwise the last component's key, kept in step by interpolation
+    spans_key = None if last.get("factory") == "ner" else last.get("spans_key", TARGET_SPANS_KEY)
+    key_setting = "null" if spans_key is None else srsly.json_dumps(spans_key)
+    if "spans_key" in last:
+        key_setting = f"${{components.{target}.spans_key}}"
     text = apply_overrides(
         text,
         {
-            "nlp.pipeline": ["knowfree_crf", *config["nlp"]["pipeline"]],
-            "training.annotating_components": ["knowfree_crf", *config["training"]["annotating_components"]],
+            "nlp.pipeline": [CRF_PEER_FACTORY, *config["nlp"]["pipeline"]],
+            "training.annotating_components": [CRF_PEER_FACTORY, *config["training"]["annotating_components"]],
         },
         config_name,
     )
     lines = text.split("\n")
     header = lines.index(f"[{embeds[0]}]")
-    end = next((i for i in range(header + 1, len(lines)) if _SECTION.match(lines[i])), len(lines))
+    end = _section_end(lines, header)
     while lines[end - 1].strip() == "":
         end -= 1
-    lines[end:end] = ["# the knowfree_crf component's BIOES tag of each token", "crf_tags = true"]
+    lines[end:end] = [_CRF_TAGS_COMMENT, "crf_tags = true"]
     first = next(i for i, line in enumerate(lines) if line.startswith("[components."))
+    if spans_key is None:
+        gold = f"doc.ents, the {target} component's gold"
+    elif "spans_key" in last:
+        gold = f"the {target} component's gold spans"
+    else:
+        gold = f"the gold spans of doc.spans[{spans_key!r}]"
     lines[first:first] = [
-        "[components.knowfree_crf]",
-        "# a character n-gram CRF trained at initialize; its tags feed the embedding",
-        'factory = "knowfree_crf"',
+        f"[components.{CRF_PEER_FACTORY}]",
+        f"# a character n-gram CRF trained at initialize on {gold};",
+        "# its tag of each token feeds the embedding (crf_tags = true below)",
+        f'factory = "{CRF_PEER_FACTORY}"',
+        f"spans_key = {key_setting}",
         "",
     ]
     out = "\n".join(lines)
     Config().from_str(out, interpolate=False)  # still a valid config
     return out
+
+
+def without_crf_tags(text: str, config_name: str) -> str:
+    """A training config text without the CRF peer (comments kept): the
+    inverse of :func:`with_crf_tags`, for ``knowfree init config
+    --no-crf-tags`` and for the benchmark's systems measured without it.
+
+    text (str): a training config, with or without ``knowfree_crf`` components.
+    config_name (str): its name, for the error message.
+    RETURNS (str): the text without those components, their entries in
+        ``[nlp] pipeline`` and ``[training] annotating_components``, and the
+        ``crf_tags`` / ``crf_tag_rows`` settings of its embedding (with the
+        comment lines just above them); ``text`` itself without the CRF peer.
+    """
+    names = crf_peer_names(text)
+    if not names:
+        return text
+    config = Config().from_str(text, interpolate=False)
+    text = apply_overrides(
+        text,
+        {
+            "nlp.pipeline": [n for n in config["nlp"]["pipeline"] if n not in names],
+            "training.annotating_components": [
+                n for n in config["training"]["annotating_components"] if n not in names
+            ],
+        },
+        config_name,
+    )
+    lines = text.split("\n")
+    for name in names:
+        header = lines.index(f"[components.{name}]")
+        del lines[header : _section_end(lines, header)]
+    embeds = [key for key, section in _sections(config, "") if section.get("@architectures") == CHAR_NGRAM_EMBED]
+    for embed in embeds:
+        header = lines.index(f"[{embed}]")
+        for setting in ("crf_tags", "crf_tag_rows"):
+            index = _find_setting(lines, embed, setting)
+            if index is None:
+                continue
+            first = index
+            while first > header + 1 and lines[first - 1].lstrip().startswith("#"):
+                first -= 1
+            del lines[first : index + 1]
+    out = "\n".join(lines)
+    Config().from_str(out, interpolate=False)  # still a valid config
+    return out
+
+
+def _section_end(lines: List[str], header: int) -> int:
+    """The index of the first line after the section that starts at ``header``."""
+    return next((i for i in range(header + 1, len(lines)) if _SECTION.match(lines[i])), len(lines))
 
 
 def _sections(node: Mapping[str, Any], prefix: str) -> List[Tuple[str, Mapping[str, Any]]]:

@@ -7,7 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
 import spacy
 
 from spacy_knowfree.constants import EXTENSION_SPANS_KEY, SYNTHETIC_FLAG, UNLABELED_FLAG
@@ -124,7 +123,7 @@ def test_the_packaged_band_is_auto_and_older_knowfree_systems_keep_32(tmp_path):
     ]
     assert accuracy.system_overrides("spancat") == accuracy.system_overrides("crf") == []
     corpus = _cell(tmp_path)
-    config = str(accuracy.ROOT / accuracy.SYSTEMS["knowfree+lexicon+auto_width"][0])
+    config = str(accuracy.system_config("knowfree+lexicon+auto_width", accuracy.DEFAULT_ENCODER, tmp_path / "cfg"))
     out = tmp_path / "run"
     accuracy.train_on(config, corpus / "train_5_fused.spacy", corpus, 0, out, 4, 2, 0, extra=TINY)
     longest = max(end - start for _, spans in FLAT for start, end, _ in spans)
@@ -136,35 +135,51 @@ def test_the_packaged_band_is_auto_and_older_knowfree_systems_keep_32(tmp_path):
     assert accuracy.trained_span_width(legacy / "model" / "model-best") == 32
 
 
-def _resolved(system: str) -> spacy.util.Config:
+def _resolved(system: str, directory: Path) -> spacy.util.Config:
     """The config a run of ``system`` trains with (its overrides applied)."""
     overrides = accuracy.system_overrides(system)
     pairs = dict(zip(overrides[::2], overrides[1::2]))
     parsed = {key[2:]: json.loads(value) if value in ("true", "false") else value for key, value in pairs.items()}
-    return spacy.util.load_config(accuracy.ROOT / accuracy.SYSTEMS[system][0], overrides=parsed)
+    config = accuracy.system_config(system, accuracy.DEFAULT_ENCODER, directory / system.replace("+", "_"))
+    return spacy.util.load_config(config, overrides=parsed)
 
 
-def test_the_default_systems_are_the_packaged_config_and_older_rows_keep_their_optimizer():
-    """The default knowfree systems train exactly the packaged config's band,
-    model and optimizer; a knowfree or ner system without ``averages`` in its
-    name keeps averaging off, and a knowfree system without ``token_evidence``
-    keeps that term off, as their rows were measured, whatever the packaged
-    config says."""
+def test_the_default_systems_are_the_packaged_configs_and_older_rows_keep_theirs(tmp_path):
+    """The default systems train exactly the packaged configs (0.8.0: with the
+    CRF peer); a knowfree or ner system without ``averages`` in its name keeps
+    averaging off, a knowfree system without ``token_evidence`` keeps that term
+    off, and a system without ``crf_tags`` has no CRF peer, as their rows were
+    measured, whatever the packaged config says."""
+    for system in accuracy.DEFAULT_SYSTEMS[:-1]:
+        packaged = spacy.util.load_config(accuracy.ROOT / accuracy.SYSTEMS[system][0])
+        assert _resolved(system, tmp_path) == packaged
+        assert packaged["nlp"]["pipeline"][0] == "knowfree_crf"
+    assert accuracy.DEFAULT_SYSTEMS[-1] == "crf"
     packaged = spacy.util.load_config(accuracy.ROOT / "configs" / "knowfree_zh_cpu.cfg")
-    for system in accuracy.DEFAULT_SYSTEMS[:2]:
-        config = _resolved(system)
-        assert config["training"]["optimizer"] == packaged["training"]["optimizer"]
-        assert config["vars"]["max_span_width"] == packaged["vars"]["max_span_width"] == "auto"
-        assert config["components"]["knowfree"]["model"] == packaged["components"]["knowfree"]["model"]
     assert packaged["training"]["optimizer"]["use_averages"] is True
     assert packaged["components"]["knowfree"]["model"]["token_evidence"] is True
     for system in ("knowfree+lexicon+auto_width", "knowfree+lexicon", "knowfree", "ner", "ner+pretrain"):
-        assert _resolved(system)["training"]["optimizer"]["use_averages"] is False
+        assert _resolved(system, tmp_path)["training"]["optimizer"]["use_averages"] is False
     for system in ("knowfree+lexicon+auto_width+averages", "knowfree+lexicon", "knowfree+lexicon+pretrain"):
-        assert _resolved(system)["components"]["knowfree"]["model"]["token_evidence"] is False
+        assert _resolved(system, tmp_path)["components"]["knowfree"]["model"]["token_evidence"] is False
     ner = spacy.util.load_config(accuracy.ROOT / "configs" / "ner_zh_cpu.cfg")
-    assert _resolved("ner+averages")["training"]["optimizer"] == ner["training"]["optimizer"]
+    assert _resolved("ner+averages", tmp_path)["training"]["optimizer"] == ner["training"]["optimizer"]
     assert ner["training"]["optimizer"]["use_averages"] is True
+    for system in ("knowfree+lexicon+auto_width+averages+token_evidence", "spancat", "ner+averages"):
+        config = _resolved(system, tmp_path)
+        assert "knowfree_crf" not in config["nlp"]["pipeline"] and "knowfree_crf" not in config["components"]
+        assert config["training"]["annotating_components"] == []
+        assert "crf_tags" not in str(config["components"])
+    # a crf_tags system differs from the one without it by the CRF peer alone
+    with_peer = _resolved("spancat+crf_tags", tmp_path)
+    bare = _resolved("spancat", tmp_path)
+    del (
+        with_peer["components"]["knowfree_crf"],
+        with_peer["components"]["spancat"]["model"]["tok2vec"]["embed"]["crf_tags"],
+    )
+    with_peer["nlp"]["pipeline"].remove("knowfree_crf")
+    with_peer["training"]["annotating_components"].remove("knowfree_crf")
+    assert with_peer == bare
 
 
 def test_report_only_records_the_dev_f1_of_logged_runs_that_lack_it(tmp_path):
@@ -186,18 +201,20 @@ def test_report_only_records_the_dev_f1_of_logged_runs_that_lack_it(tmp_path):
 
 
 def test_crf_tags_systems_train_with_the_crf_peer_annotating(tmp_path):
-    pytest.importorskip("pycrfsuite")
     system = "knowfree+lexicon+auto_width+averages+token_evidence+crf_tags"
     assert accuracy.system_overrides(system) == accuracy.system_overrides(system.rsplit("+", 1)[0])
     for name in (system, "spancat+crf_tags", "ner+averages+crf_tags"):
-        config = accuracy.with_crf_tags(accuracy.ROOT / accuracy.SYSTEMS[name][0], tmp_path / name)
-        cfg = spacy.util.load_config(config)
+        cfg = spacy.util.load_config(accuracy.system_config(name, accuracy.DEFAULT_ENCODER, tmp_path / name))
         assert cfg["nlp"]["pipeline"][0] == "knowfree_crf"
         assert cfg["training"]["annotating_components"] == ["knowfree_crf"]
         embed = cfg["components"]["tok2vec" if name.startswith("ner") else name.split("+")[0]]["model"]
         assert (embed["embed"] if name.startswith("ner") else embed["tok2vec"]["embed"])["crf_tags"] is True
+    # the encoder of an older row, with the CRF peer added back
+    hashed = accuracy.system_config("spancat+crf_tags", "char_ngram", tmp_path / "hashed")
+    embed = spacy.util.load_config(hashed)["components"]["spancat"]["model"]["tok2vec"]["embed"]
+    assert embed["word_boundaries"] is False and embed["crf_tags"] is True
     corpus = _cell(tmp_path)
-    config = accuracy.with_crf_tags(accuracy.ROOT / accuracy.SYSTEMS[system][0], tmp_path / "cfg")
+    config = accuracy.system_config(system, accuracy.DEFAULT_ENCODER, tmp_path / "cfg")
     out = tmp_path / "run"
     accuracy.train_on(str(config), corpus / "train_5_fused.spacy", corpus, 0, out, 4, 2, 0, extra=TINY)
     loaded = spacy.load(out / "model" / "model-best")

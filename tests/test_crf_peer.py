@@ -56,6 +56,18 @@ def test_unlabeled_docs_do_not_teach_the_crf_that_nothing_is_there():
         nlp.initialize(lambda: unlabeled)
 
 
+def test_spans_key_null_learns_the_entities_of_a_ner_pipeline():
+    nlp = _peer_nlp(spans_key=None, folds=0)
+    examples = make_examples(nlp, LOC, spans_key="unused")
+    for eg in examples:
+        eg.reference.ents = list(eg.reference.spans.pop("unused"))
+    nlp.initialize(lambda: examples)
+    assert nlp("我们在北京见面").user_data[CRF_TAGS_KEY] == ["O", "O", "O", "B-LOC", "E-LOC", "O", "O"]
+    # docs with spans but no entities teach it nothing
+    with pytest.raises(ValueError, match=r"KF022.*doc\.ents"):
+        nlp.initialize(lambda: make_examples(nlp, LOC))
+
+
 def test_without_folds_training_docs_get_the_full_crfs_tags():
     nlp = _peer_nlp(folds=0)
     nlp.initialize(lambda: make_examples(nlp, [*LOC, BASE]))

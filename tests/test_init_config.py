@@ -22,7 +22,10 @@ from spacy_knowfree.packaged_configs import (
     TRAINING_CONFIGS,
     apply_overrides,
     config_dir,
+    crf_peer_names,
     read_packaged_config,
+    with_crf_tags,
+    without_crf_tags,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -147,15 +150,19 @@ def test_apply_overrides_keeps_text_without_options_and_replaces_multiline_value
     "system,pipeline",
     [("knowfree", ["knowfree"]), ("spancat", ["spancat"]), ("ner", ["tok2vec", "ner"])],  # ner listens to a tok2vec
 )
-@pytest.mark.parametrize("crf_tags", [False, True], ids=["", "crf_tags"])
+@pytest.mark.parametrize("crf_tags", [False, True], ids=["no_crf_tags", "packaged"])
 def test_written_cnn_config_trains_with_spacy_train(tmp_path, capsys, corpus, system, pipeline, crf_tags):
+    # the packaged CNN configs have the CRF peer since 0.8.0; --no-crf-tags drops it
     if crf_tags:
-        pytest.importorskip("pycrfsuite")
         pipeline = ["knowfree_crf", *pipeline]
     config_path = tmp_path / f"{system}.cfg"
-    code, text = run_cli(["init", "config", str(config_path), "--system", system, *(["--crf-tags"] * crf_tags)], capsys)
+    code, text = run_cli(
+        ["init", "config", str(config_path), "--system", system, *(["--no-crf-tags"] * (not crf_tags))], capsys
+    )
     assert code == 0, text
-    assert load_config(config_path)["nlp"]["pipeline"] == pipeline
+    config = load_config(config_path)
+    assert config["nlp"]["pipeline"] == pipeline
+    assert config["training"]["annotating_components"] == pipeline[:1] * crf_tags
     pipe = pipeline[-1]
     train(
         config_path,
@@ -174,9 +181,43 @@ def test_written_cnn_config_trains_with_spacy_train(tmp_path, capsys, corpus, sy
     assert ("knowfree_crf_tags" in nlp("张三在北京工作。").user_data) is crf_tags
 
 
+@pytest.mark.parametrize("name", ["knowfree_zh_cpu.cfg", "spancat_zh_cpu.cfg", "ner_zh_cpu.cfg"])
+def test_crf_peer_comes_off_and_back_on_exactly(name):
+    packaged = read_packaged_config(name)
+    assert crf_peer_names(packaged) == ["knowfree_crf"]
+    bare = without_crf_tags(packaged, name)
+    assert crf_peer_names(bare) == [] and "crf_tags =" not in bare and "[components.knowfree_crf]" not in bare
+    assert without_crf_tags(bare, name) == bare
+    assert with_crf_tags(bare, name) == packaged
+    with pytest.raises(ValueError, match="KF616"):
+        with_crf_tags(packaged, name)
+    # ner learns doc.ents; knowfree and spancat their spans_key
+    peer = Config().from_str(packaged, interpolate=True)["components"]["knowfree_crf"]
+    assert peer["spans_key"] == (None if name.startswith("ner") else "sc")
+    if not name.startswith("ner"):  # kept in step with the component's own key
+        system = name.split("_")[0]
+        moved = Config().from_str(packaged, overrides={f"components.{system}.spans_key": "gold"})
+        assert moved["components"]["knowfree_crf"]["spans_key"] == "gold"
+
+
+def test_crf_tags_flag_on_a_packaged_cnn_config_writes_it_as_packaged(tmp_path, capsys):
+    out = tmp_path / "k.cfg"
+    code, text = run_cli(["init", "config", str(out), "--system", "knowfree", "--crf-tags"], capsys)
+    assert code == 0, text
+    assert out.read_text(encoding="utf8") == read_packaged_config("knowfree_zh_cpu.cfg")
+    code, text = run_cli(["init", "config", str(tmp_path / "n.cfg"), "--system", "ner", "--no-crf-tags"], capsys)
+    assert code == 0 and "without the knowfree_crf component" in text
+
+
 def test_crf_tags_need_the_cnn_encoder(tmp_path, capsys):
     code, text = run_cli(["init", "config", "-", "--system", "knowfree", "--encoder", "trf", "--crf-tags"], capsys)
     assert code == 1 and "KF615" in text
+    # without the flag (or with --no-crf-tags) the trf config is written as packaged
+    out = tmp_path / "trf.cfg"
+    code, text = run_cli(
+        ["init", "config", str(out), "--system", "knowfree", "--encoder", "trf", "--no-crf-tags"], capsys
+    )
+    assert code == 0 and out.read_text(encoding="utf8") == read_packaged_config("knowfree_trf.cfg")
 
 
 def test_written_trf_config_validates(tmp_path, capsys):

@@ -5,7 +5,7 @@ import importlib.util
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional
 
 import click
 import typer
@@ -13,13 +13,14 @@ from wasabi import msg
 
 from ..errors import Errors
 from ..packaged_configs import (
-    CRF_EXTRA,
     EXTRA_OF_CONFIG,
     apply_overrides,
+    crf_peer_names,
     extend_config_name,
     read_packaged_config,
     training_config_name,
     with_crf_tags,
+    without_crf_tags,
     write_config,
 )
 from ._app import OVERRIDES_CONTEXT, command_group, parse_config_overrides
@@ -63,11 +64,12 @@ def init_config_cli(
         help="cnn: the CNN tok2vec (CPU, no extra); trf: spacy-transformers (knowfree only, the 'transformers' extra).",
     ),
     lang: Lang = typer.Option(Lang.zh, "--lang", "-l", help="Language of the tokens."),
-    crf_tags: bool = typer.Option(
-        False,
-        "--crf-tags",
-        help="Add the knowfree_crf component (a character n-gram CRF, the 'crf' extra) and "
-        "embed its tags in the CNN tok2vec (README: 'The classic peer as an input').",
+    crf_tags: Optional[bool] = typer.Option(
+        None,
+        "--crf-tags/--no-crf-tags",
+        help="With or without the knowfree_crf component (a character n-gram CRF whose tags "
+        "the CNN tok2vec embeds; README: 'The classic peer as an input'). Default: as "
+        "packaged, which is with it for the CNN configs (since 0.8.0) and without it for trf.",
     ),
     force: bool = typer.Option(False, "--force", "-F", help="Overwrite OUTPUT if it exists."),
 ) -> None:
@@ -141,23 +143,29 @@ def _overrides(ctx: typer.Context, command: str) -> Dict[str, Any]:
         msg.fail(Errors.KF614.format(error=err.format_message(), command=command), exits=1)
 
 
-def _write(name: str, output: Path, overrides: Dict[str, Any], force: bool, crf_tags: bool = False) -> None:
-    """Write packaged config ``name`` (``crf_tags``: with the CRF peer as an
-    input) with ``overrides`` to ``output`` ('-': stdout)."""
+def _write(name: str, output: Path, overrides: Dict[str, Any], force: bool, crf_tags: Optional[bool] = None) -> None:
+    """Write packaged config ``name`` with ``overrides`` to ``output`` ('-':
+    stdout); ``crf_tags`` True / False: with / without the CRF peer as an
+    input, None: as packaged."""
     text = read_packaged_config(name)
-    if crf_tags:
+    changes: List[str] = []
+    packaged_crf = bool(crf_peer_names(text))
+    if crf_tags is True and not packaged_crf:
         text = with_crf_tags(text, name)
+        changes.append("with the knowfree_crf component")
+    elif crf_tags is False and packaged_crf:
+        text = without_crf_tags(text, name)
+        changes.append("without the knowfree_crf component")
     text = apply_overrides(text, overrides, name)
     if str(output) == "-":
         sys.stdout.write(text)
         return
     write_config(text, output, force=force)
-    settings = [*(["the knowfree_crf component"] if crf_tags else []), *sorted(overrides)]
-    msg.good(f"Wrote {output} (the packaged {name}{', with ' + ', '.join(settings) if settings else ''})")
-    extras = [EXTRA_OF_CONFIG.get(name), CRF_EXTRA if crf_tags else None]
-    for extra in extras:
-        if extra is not None and importlib.util.find_spec(extra[1]) is None:
-            msg.warn(
-                f"{output} needs the '{extra[0]}' extra, which is not installed: "
-                f'pip install "spacy-knowfree[{extra[0]}]"'
-            )
+    if overrides:
+        changes.append("with " + ", ".join(sorted(overrides)))
+    msg.good(f"Wrote {output} (the packaged {name}{', ' + ', '.join(changes) if changes else ''})")
+    extra = EXTRA_OF_CONFIG.get(name)
+    if extra is not None and importlib.util.find_spec(extra[1]) is None:
+        msg.warn(
+            f"{output} needs the '{extra[0]}' extra, which is not installed: pip install \"spacy-knowfree[{extra[0]}]\""
+        )

@@ -68,9 +68,11 @@ def doc_features(doc: Doc) -> List[List[str]]:
     return [token_features(chars, i) for i in range(len(chars))]
 
 
-def gold_spans(doc: Doc, spans_key: str) -> List[SpanTuple]:
-    """``(start, end, label)`` of the spans under ``doc.spans[spans_key]``."""
-    return [(s.start, s.end, s.label_) for s in doc.spans.get(spans_key, [])]
+def gold_spans(doc: Doc, spans_key: Optional[str]) -> List[SpanTuple]:
+    """``(start, end, label)`` of the spans under ``doc.spans[spans_key]``, or
+    of ``doc.ents`` when ``spans_key`` is None (a ``ner`` pipeline's gold)."""
+    spans = doc.ents if spans_key is None else doc.spans.get(spans_key, [])
+    return [(s.start, s.end, s.label_) for s in spans]
 
 
 def flat_spans(spans: Iterable[SpanTuple]) -> Tuple[List[SpanTuple], int]:

@@ -50,7 +50,7 @@ def _crfsuite(name: str) -> Any:
 
 def train_crf_bytes(
     docs: Sequence[Doc],
-    spans_key: str,
+    spans_key: Optional[str],
     c1: float,
     c2: float,
     max_iterations: int,
@@ -114,12 +114,13 @@ class CRFTagger:
     },
 )
 def make_knowfree_crf(
-    nlp: Language, name: str, spans_key: str, c1: float, c2: float, max_iterations: int, folds: int
+    nlp: Language, name: str, spans_key: Optional[str], c1: float, c2: float, max_iterations: int, folds: int
 ) -> "CRFPeer":
     """Create a ``knowfree_crf`` component.
 
-    spans_key (str): ``doc.spans`` key of the gold spans it learns (the
-        knowfree component's ``spans_key``).
+    spans_key (Optional[str]): ``doc.spans`` key of the gold spans it learns
+        (the knowfree or spancat component's ``spans_key``); None (``null``
+        in a config) learns ``doc.ents``, the gold of a ``ner`` pipeline.
     c1 (float): L1 penalty of the CRF (0.05: the value the benchmark's
         ``crf`` system picks on dev for most cells, ``results/accuracy_runs.jsonl``).
     c2 (float): L2 penalty of the CRF (0.01, likewise).
@@ -140,7 +141,7 @@ class CRFPeer(Pipe):
         vocab,
         name: str = "knowfree_crf",
         *,
-        spans_key: str = TARGET_SPANS_KEY,
+        spans_key: Optional[str] = TARGET_SPANS_KEY,
         c1: float = 0.05,
         c2: float = 0.01,
         max_iterations: int = 300,
@@ -181,8 +182,9 @@ class CRFPeer(Pipe):
         validate_get_examples(get_examples, "CRFPeer.initialize")
         key = self.cfg["spans_key"]
         docs = [eg.reference for eg in get_examples() if not is_unlabeled(eg)]
-        if not any(doc.spans.get(key) for doc in docs):
-            raise ValueError(Errors.KF022.format(name=self.name, key=key, n=len(docs)))
+        if not any(gold_spans(doc, key) for doc in docs):
+            where = "doc.ents" if key is None else f"doc.spans['{key}']"
+            raise ValueError(Errors.KF022.format(name=self.name, where=where, n=len(docs)))
         model, dropped = self._train(docs)
         if dropped:
             warnings.warn(Warnings.KW003.format(count=dropped, key=key, name=self.name), stacklevel=2)
