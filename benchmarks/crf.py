@@ -19,8 +19,8 @@ like every system's.
 Training is L-BFGS for ``max_iterations`` iterations; c1 (L1) and c2 (L2) are
 picked on the dev split only (grid ``C1_GRID`` × ``C2_GRID``), then the chosen
 model is scored once on test. CRFsuite's L-BFGS is deterministic, so one run
-per cell stands for its seeds. Needs ``pip install "spacy-knowfree[bench]"``
-(python-crfsuite).
+per cell stands for its seeds. Needs python-crfsuite (in the base install
+since 0.8.0).
 
     python benchmarks/crf.py --train train.spacy --dev dev.spacy --test test.spacy --output out/
 """
@@ -168,7 +168,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     try:
         import pycrfsuite  # noqa: F401
     except ImportError:
-        sys.exit('The crf system needs python-crfsuite: pip install "spacy-knowfree[bench]"')
+        sys.exit("The crf system needs python-crfsuite (a dependency of spacy-knowfree): pip install python-crfsuite")
     if not args.dev.exists():
         sys.exit(
             f"{args.dev}: no dev split. The crf system picks c1/c2 on dev and never on "

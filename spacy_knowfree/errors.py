@@ -65,8 +65,9 @@ class Errors(metaclass=ErrorsWithCodes):
 
     # KF02x: the CRF peer (knowfree_crf) and its tags in the embedding
     KF020 = (
-        "Component '{name}' needs python-crfsuite to train and run its CRF. "
-        'Install it with: pip install "spacy-knowfree[crf]"'
+        "Component '{name}' needs python-crfsuite to train and run its CRF, "
+        "a dependency of spacy-knowfree since 0.8.0 that is missing here. "
+        "Install it with: pip install python-crfsuite"
     )
     KF021 = "Invalid value for '{arg}' in component '{name}': {value!r}. {hint}"
     KF022 = (

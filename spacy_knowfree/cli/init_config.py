@@ -25,6 +25,12 @@ from ..packaged_configs import (
 )
 from ._app import OVERRIDES_CONTEXT, command_group, parse_config_overrides
 
+CRF_TAGS_HELP = (
+    "With or without the knowfree_crf component (a character n-gram CRF whose tags the CNN "
+    "tok2vec embeds; README: 'The classic peer as an input'). Default: as packaged, which is "
+    "with it for the CNN configs (since 0.8.0) and without it for trf."
+)
+
 init_app = command_group("init", help="Write a config shipped with spacy-knowfree (training or knowledge pipeline).")
 
 
@@ -64,13 +70,7 @@ def init_config_cli(
         help="cnn: the CNN tok2vec (CPU, no extra); trf: spacy-transformers (knowfree only, the 'transformers' extra).",
     ),
     lang: Lang = typer.Option(Lang.zh, "--lang", "-l", help="Language of the tokens."),
-    crf_tags: Optional[bool] = typer.Option(
-        None,
-        "--crf-tags/--no-crf-tags",
-        help="With or without the knowfree_crf component (a character n-gram CRF whose tags "
-        "the CNN tok2vec embeds; README: 'The classic peer as an input'). Default: as "
-        "packaged, which is with it for the CNN configs (since 0.8.0) and without it for trf.",
-    ),
+    crf_tags: Optional[bool] = typer.Option(None, "--crf-tags/--no-crf-tags", help=CRF_TAGS_HELP),
     force: bool = typer.Option(False, "--force", "-F", help="Overwrite OUTPUT if it exists."),
 ) -> None:
     """Write a complete training config, as spacy init config does.
