@@ -34,6 +34,10 @@ the running average of the weights; ``ner+averages`` the same for ner), and
 begin/inside/end scores added to the span logits (``token_evidence = true``,
 the packaged config since 0.7.0; ``+ngram_evidence`` adds the same scores from
 hashed character n-grams); every knowfree run records the W its pipeline uses.
+A ``+tuned_threshold`` system trains nothing of its own: it takes the model
+of the same system without that part (trained first when missing), chooses
+its decoding threshold on dev (``knowfree tune-threshold``) and evaluates it
+on test, as the workflow does since 0.9.0.
 
 Finished runs are kept under ``--workdir`` and skipped when the script is run
 again, so an interrupted benchmark resumes where it stopped. Each finished run
@@ -139,6 +143,13 @@ SYSTEMS = {
     "knowfree+lexicon+auto_width+averages+token_evidence+crf_tags": ("configs/knowfree_zh_cpu.cfg", "_fused"),
     "spancat+crf_tags": ("configs/spancat_zh_cpu.cfg", ""),
     "ner+averages+crf_tags": ("configs/ner_zh_cpu.cfg", ""),
+    # the model of the system without "+tuned_threshold", its decoding threshold
+    # then chosen on dev (knowfree tune-threshold): no training of its own
+    "knowfree+auto_width+averages+token_evidence+crf_tags+tuned_threshold": ("configs/knowfree_zh_cpu.cfg", ""),
+    "knowfree+lexicon+auto_width+averages+token_evidence+crf_tags+tuned_threshold": (
+        "configs/knowfree_zh_cpu.cfg",
+        "_fused",
+    ),
 }
 # the packaged knowfree config's band and optimizer since 0.6.0, spelled out so
 # that the rows keep meaning what they measured if the packaged config changes
@@ -187,10 +198,13 @@ AVERAGED_CONFIGS = ("configs/knowfree_zh_cpu.cfg", "configs/ner_zh_cpu.cfg")
 LEGACY_EVIDENCE = ["--components.knowfree.model.token_evidence", "false"]
 # the parts of a system name (after its base) that use the cell's unlabeled text
 UNLABELED_PARTS = ("pretrain", "unlabeled", "selftrain")
-# the packaged configs' systems (0.8.0: with the CRF peer as an input)
+# the packaged configs' systems (0.8.0: with the CRF peer as an input), and
+# knowfree's with the threshold chosen on dev, as the workflow does since 0.9.0
 DEFAULT_SYSTEMS = [
     "knowfree+auto_width+averages+token_evidence+crf_tags",
     "knowfree+lexicon+auto_width+averages+token_evidence+crf_tags",
+    "knowfree+auto_width+averages+token_evidence+crf_tags+tuned_threshold",
+    "knowfree+lexicon+auto_width+averages+token_evidence+crf_tags+tuned_threshold",
     "spancat+crf_tags",
     "ner+averages+crf_tags",
     "crf",
@@ -450,6 +464,13 @@ def train_and_evaluate(
     train = corpus / f"train_{k}{variant}.spacy"
     if system == "crf":
         return train_crf(train, corpus, out)
+    if has_part(system, "tuned_threshold"):
+        base = system[: -len("+tuned_threshold")]
+        base_out = run_dir(out.parents[3], corpus.name, k, base, encoder, seed)
+        base_metrics = train_and_evaluate(
+            base, corpus, k, seed, base_out, max_steps, eval_frequency, patience, encoder, pretrain_epochs
+        )
+        return {**tune_threshold(base_out / "model" / "model-best", corpus, out, base_metrics), "encoder": encoder}
     if variant.startswith("_fused_wo_"):
         write_ablated(corpus / f"train_{k}_fused.spacy", train, variant[len("_fused_wo_") :])
     config_path = system_config(system, encoder, out)
@@ -493,6 +514,75 @@ def train_and_evaluate(
     if dev is not None:
         metrics["dev_f"] = dev
     return {**metrics, "encoder": encoder}
+
+
+def tune_threshold(model: Path, corpus: Path, out: Path, trained: Dict) -> Dict:
+    """``knowfree tune-threshold`` of ``model`` on ``corpus``'s dev split, saved
+    to ``out/model/model-best`` and evaluated on its test split; cached in
+    ``out/metrics.json``. ``dev_f`` is the dev F1 at the chosen threshold
+    (chosen on that same split); ``held_out_gain`` what a threshold chosen on
+    half of dev gained on the other half (``trained``: the model's own run)."""
+    metrics_path = out / "metrics.json"
+    with unlabeled_text.path_lock(out):
+        if metrics_path.exists():
+            return json.loads(metrics_path.read_text())
+        out.mkdir(parents=True, exist_ok=True)
+        seconds = run(
+            [
+                sys.executable,
+                "-m",
+                "spacy_knowfree",
+                "tune-threshold",
+                str(model),
+                str(corpus / "dev.spacy"),
+                "--output",
+                str(out / "model" / "model-best"),
+                "--json",
+                str(out / "threshold.json"),
+            ],
+            out / "tune.log",
+        )
+        sweep = json.loads((out / "threshold.json").read_text(encoding="utf8"))
+        metrics = {
+            **evaluate_test(out / "model" / "model-best", corpus, out, "spans_sc"),
+            "train_seconds": trained["train_seconds"] + seconds,
+            "threshold": sweep["best"]["threshold"],
+            "held_out_gain": sweep["held_out"]["gain"],
+            "dev_f": sweep["best"]["f"],
+            **{
+                key: trained[key]
+                for key in ("max_steps", "eval_frequency", "patience", "max_span_width")
+                if key in trained
+            },
+        }
+        metrics_path.write_text(json.dumps(metrics, indent=2))
+        return metrics
+
+
+def evaluate_test(model: Path, corpus: Path, out: Path, scores_prefix: str) -> Dict:
+    """``spacy evaluate`` of ``model`` on ``corpus``'s test split (``out/evaluate.json``):
+    P/R/F with the device and the time."""
+    run(
+        [
+            sys.executable,
+            "-m",
+            "spacy",
+            "evaluate",
+            str(model),
+            str(corpus / "test.spacy"),
+            "--output",
+            str(out / "evaluate.json"),
+        ],
+        out / "evaluate.log",
+    )
+    scores = json.loads((out / "evaluate.json").read_text())
+    return {
+        "p": scores[f"{scores_prefix}_p"],
+        "r": scores[f"{scores_prefix}_r"],
+        "f": scores[f"{scores_prefix}_f"],
+        "device": device_name(),
+        "finished": time.strftime("%Y-%m-%d %H:%M"),
+    }
 
 
 def dev_score(out: Path, system: str) -> Optional[float]:
@@ -662,30 +752,12 @@ def train_on(
             ],
             out / "train.log",
         )
-        run(
-            [
-                sys.executable,
-                "-m",
-                "spacy",
-                "evaluate",
-                str(out / "model" / "model-best"),
-                str(corpus / "test.spacy"),
-                "--output",
-                str(out / "evaluate.json"),
-            ],
-            out / "evaluate.log",
-        )
-        scores = json.loads((out / "evaluate.json").read_text())
         metrics = {
-            "p": scores[f"{scores_prefix}_p"],
-            "r": scores[f"{scores_prefix}_r"],
-            "f": scores[f"{scores_prefix}_f"],
+            **evaluate_test(out / "model" / "model-best", corpus, out, scores_prefix),
             "train_seconds": train_seconds,
-            "device": device_name(),
             "max_steps": max_steps,
             "eval_frequency": eval_frequency,
             "patience": patience,
-            "finished": time.strftime("%Y-%m-%d %H:%M"),
         }
         metrics_path.write_text(json.dumps(metrics, indent=2))
         return metrics

@@ -1,2 +1,2 @@
 __title__ = "spacy-knowfree"
-__version__ = "0.8.0"
+__version__ = "0.9.0"

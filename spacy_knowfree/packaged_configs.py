@@ -168,7 +168,7 @@ def with_crf_tags(text: str, config_name: str) -> str:
         that already has the CRF peer.
     """
     config = Config().from_str(text, interpolate=False)
-    embeds = [key for key, section in _sections(config, "") if section.get("@architectures") == CHAR_NGRAM_EMBED]
+    embeds = _char_ngram_embeds(config)
     if len(embeds) != 1:
         raise ValueError(Errors.KF615.format(config=config_name, found=len(embeds)))
     if crf_peer_names(text):
@@ -244,7 +244,7 @@ def without_crf_tags(text: str, config_name: str) -> str:
     for name in names:
         header = lines.index(f"[components.{name}]")
         del lines[header : _section_end(lines, header)]
-    embeds = [key for key, section in _sections(config, "") if section.get("@architectures") == CHAR_NGRAM_EMBED]
+    embeds = _char_ngram_embeds(config)
     for embed in embeds:
         header = lines.index(f"[{embed}]")
         for setting in ("crf_tags", "crf_tag_rows"):
@@ -263,6 +263,11 @@ def without_crf_tags(text: str, config_name: str) -> str:
 def _section_end(lines: List[str], header: int) -> int:
     """The index of the first line after the section that starts at ``header``."""
     return next((i for i in range(header + 1, len(lines)) if _SECTION.match(lines[i])), len(lines))
+
+
+def _char_ngram_embeds(config: Mapping[str, Any]) -> List[str]:
+    """The dotted names of a config's ``CharNgramEmbed.v1`` sections."""
+    return [key for key, section in _sections(config, "") if section.get("@architectures") == CHAR_NGRAM_EMBED]
 
 
 def _sections(node: Mapping[str, Any], prefix: str) -> List[Tuple[str, Mapping[str, Any]]]:

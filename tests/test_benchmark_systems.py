@@ -220,3 +220,33 @@ def test_crf_tags_systems_train_with_the_crf_peer_annotating(tmp_path):
     loaded = spacy.load(out / "model" / "model-best")
     assert loaded.pipe_names == ["knowfree_crf", "knowfree"]
     assert len(loaded("张三在北京工作。").user_data["knowfree_crf_tags"]) == 8
+
+
+def test_tuned_threshold_systems_reuse_the_trained_model_and_tune_it_on_dev(tmp_path, monkeypatch):
+    corpus = _cell(tmp_path)
+    workdir = tmp_path / "runs"
+    base = "knowfree+lexicon+auto_width+averages+token_evidence+crf_tags"
+    system = base + "+tuned_threshold"
+    assert accuracy.SYSTEMS[system] == accuracy.SYSTEMS[base]
+    encoder = accuracy.DEFAULT_ENCODER
+    base_out = accuracy.run_dir(workdir, "tiny", "5", base, encoder, 0)
+    config = accuracy.system_config(base, encoder, tmp_path / "cfg")
+    accuracy.train_on(str(config), corpus / "train_5_fused.spacy", corpus, 0, base_out, 6, 3, 0, extra=TINY)
+
+    real_run = accuracy.run
+
+    def no_training(cmd, *args, **kwargs):
+        assert "train" not in cmd, "a tuned_threshold system trains nothing: it reuses its base's run"
+        return real_run(cmd, *args, **kwargs)
+
+    monkeypatch.setattr(accuracy, "run", no_training)
+    out = accuracy.run_dir(workdir, "tiny", "5", system, encoder, 0)
+    metrics = accuracy.train_and_evaluate(system, corpus, "5", 0, out, 6, 3, 0, encoder)
+    sweep = json.loads((out / "threshold.json").read_text(encoding="utf8"))
+    tuned = spacy.load(out / "model" / "model-best")
+    assert tuned.get_pipe("knowfree").cfg["threshold"] == metrics["threshold"] == sweep["best"]["threshold"]
+    assert metrics["dev_f"] == sweep["best"]["f"] and metrics["held_out_gain"] == sweep["held_out"]["gain"]
+    assert metrics["f"] == json.loads((out / "evaluate.json").read_text(encoding="utf8"))["spans_sc_f"]
+    trained = json.loads((base_out / "metrics.json").read_text(encoding="utf8"))
+    assert metrics["train_seconds"] > trained["train_seconds"] and metrics["max_steps"] == 6
+    assert accuracy.train_and_evaluate(system, corpus, "5", 0, out, 6, 3, 0, encoder) == metrics  # cached

@@ -18,6 +18,7 @@ from typing import Dict, Optional
 import pytest
 import spacy
 from spacy.tokens import DocBin
+from spacy.training import Example
 
 from spacy_knowfree.constants import PROVENANCE_KEY, SYNTHETIC_FLAG, UNLABELED_FLAG
 
@@ -56,6 +57,7 @@ ALL_STEPS = (
     "synthesize",
     "pseudo-label",
     "train-final",
+    "tune-threshold",
     "evaluate-final",
     "train-spancat-baseline",
     "train-ner-baseline",
@@ -82,6 +84,12 @@ def _weasel(project: Path, cache: str, workflow: str, *overrides: str, env: Opti
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return result.stdout
+
+
+def _test_examples(nlp, corpus: Path) -> list:
+    """The workflow's test split as examples for ``nlp``."""
+    docs = DocBin().from_disk(corpus / "test.spacy").get_docs(nlp.vocab)
+    return [Example(nlp.make_doc(doc.text), doc) for doc in docs]
 
 
 def _copy_project(tmp_path: Path) -> Path:
@@ -127,6 +135,13 @@ def test_project_all_workflow_runs_end_to_end_and_skips_finished_steps(tmp_path,
     for name in ("extension_logits.png", "extension_logits.json", "predictions.html", "tsne.png"):
         assert (analysis / name).stat().st_size > 0, name
     assert list((project / "packages").glob("zh_knowfree_sample_k12_s0-0.0.0"))
+    # the threshold chosen on dev is the one of the model that is evaluated and packaged
+    sweep = json.loads((project / "metrics" / run_dir / "threshold.json").read_text("utf8"))
+    assert sweep["held_out"]["splits"] == 20
+    tuned = spacy.load(project / "training" / run_dir / "knowfree" / "model-tuned")
+    assert tuned.get_pipe("knowfree").cfg["threshold"] == sweep["best"]["threshold"]
+    evaluated = json.loads((project / "metrics" / run_dir / "knowfree.json").read_text("utf8"))
+    assert evaluated["spans_sc_f"] == pytest.approx(tuned.evaluate(_test_examples(tuned, corpus))["spans_sc_f"])
 
     # vars.unlabeled is empty: its steps ran, said so and changed nothing (the
     # annotator and the final model train on the same files as without them,

@@ -1,5 +1,7 @@
 """Decoding-threshold tuning: sweep_thresholds and ``knowfree tune-threshold``."""
 
+import random
+
 import pytest
 import spacy
 import srsly
@@ -89,6 +91,8 @@ def test_cli_saves_the_pipeline_with_the_best_threshold(half_trained, tmp_path):
     assert [round(s["threshold"], 2) for s in sweep["scores"]] == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
     best = sweep["best"]
     assert best["f"] == max(s["f"] for s in sweep["scores"])
+    assert sweep["held_out"]["splits"] == 20  # the default check ran and was written
+    assert "Held-out check" in result.output
     tuned = spacy.load(tmp_path / "new" / "tuned")
     assert tuned.get_pipe("knowfree").cfg["threshold"] == pytest.approx(best["threshold"])
     assert tuned.config["components"]["knowfree"]["threshold"] == pytest.approx(best["threshold"])
@@ -111,3 +115,37 @@ def test_docs_without_gold_spans_and_bad_grids_are_reported(half_trained, tmp_pa
     result = runner.invoke(app, ["tune-threshold", str(tmp_path / "blank"), str(tmp_path / "dev.spacy")])
     assert result.exit_code == 1
     assert "KF401" in result.output
+
+
+def test_held_out_check_scores_each_half_with_the_threshold_chosen_on_the_other(half_trained):
+    nlp, gold = half_trained
+    component = nlp.get_pipe("knowfree")
+    grid = [0.2, 0.35, 0.5, 0.65, 0.8]
+    sweep = sweep_thresholds(nlp, gold, component, grid, held_out_splits=3, seed=7)
+    check = sweep.held_out
+    assert check is not None and check.splits == 3
+    # the same halvings, scored by sweeping each half on its own
+    rng = random.Random(7)
+    gains, chosen = [], []
+    for _ in range(3):
+        order = list(range(len(gold)))
+        rng.shuffle(order)
+        first = [gold[i] for i in sorted(order[: len(gold) // 2])]
+        second = [gold[i] for i in sorted(order[len(gold) // 2 :])]
+        for tune, held in ((first, second), (second, first)):
+            pick = sweep_thresholds(nlp, tune, component, grid).best.threshold
+            scored = sweep_thresholds(nlp, held, component, grid)
+            gains.append(scored.at(pick).f - scored.at(0.5).f)
+            chosen.append(pick)
+    assert check.gain == pytest.approx(sum(gains) / len(gains), abs=1e-9)
+    assert check.mean_threshold == pytest.approx(sum(chosen) / len(chosen))
+    assert sweep_thresholds(nlp, gold, component, grid).held_out is None  # off by default
+
+
+def test_the_current_threshold_is_compared_even_when_the_grid_lacks_it(half_trained):
+    nlp, gold = half_trained
+    component = nlp.get_pipe("knowfree")
+    sweep = sweep_thresholds(nlp, gold, component, [0.3, 0.7], held_out_splits=2)
+    assert [s.threshold for s in sweep.scores] == [0.3, 0.7]  # 0.5 is decoded, not reported
+    assert sweep.at(0.5) is None
+    assert sweep.held_out is not None and 0.3 <= sweep.held_out.mean_threshold <= 0.7
