@@ -341,7 +341,8 @@ def test_long_docs_are_scored_in_windows_with_identical_logits(trained_flat, mon
     windowed = knowfree.predict([doc, short])
     assert long_calls == [len(doc)] and len(windowed) == 2
     numpy.testing.assert_allclose(windowed[0], whole, atol=1e-5)
-    numpy.testing.assert_allclose(windowed[1], knowfree.model.predict([short])[0][..., :n_tgt], atol=1e-6)
+    # float32 sums in another batch: equal to the hot path's bound (issue 22: 1e-5), not bitwise
+    numpy.testing.assert_allclose(windowed[1], knowfree.model.predict([short])[0][..., :n_tgt], atol=1e-5)
 
 
 def test_unlabeled_docs_train_only_their_extension_columns():
