@@ -465,7 +465,7 @@ def train_and_evaluate(
     if system == "crf":
         return train_crf(train, corpus, out)
     if has_part(system, "tuned_threshold"):
-        base = system[: -len("+tuned_threshold")]
+        base = system.removesuffix("+tuned_threshold")
         base_out = run_dir(out.parents[3], corpus.name, k, base, encoder, seed)
         base_metrics = train_and_evaluate(
             base, corpus, k, seed, base_out, max_steps, eval_frequency, patience, encoder, pretrain_epochs
@@ -522,11 +522,8 @@ def tune_threshold(model: Path, corpus: Path, out: Path, trained: Dict) -> Dict:
     ``out/metrics.json``. ``dev_f`` is the dev F1 at the chosen threshold
     (chosen on that same split); ``held_out_gain`` what a threshold chosen on
     half of dev gained on the other half (``trained``: the model's own run)."""
-    metrics_path = out / "metrics.json"
-    with unlabeled_text.path_lock(out):
-        if metrics_path.exists():
-            return json.loads(metrics_path.read_text())
-        out.mkdir(parents=True, exist_ok=True)
+
+    def tune() -> Dict:
         seconds = run(
             [
                 sys.executable,
@@ -543,7 +540,7 @@ def tune_threshold(model: Path, corpus: Path, out: Path, trained: Dict) -> Dict:
             out / "tune.log",
         )
         sweep = json.loads((out / "threshold.json").read_text(encoding="utf8"))
-        metrics = {
+        return {
             **evaluate_test(out / "model" / "model-best", corpus, out, "spans_sc"),
             "train_seconds": trained["train_seconds"] + seconds,
             "threshold": sweep["best"]["threshold"],
@@ -555,8 +552,8 @@ def tune_threshold(model: Path, corpus: Path, out: Path, trained: Dict) -> Dict:
                 if key in trained
             },
         }
-        metrics_path.write_text(json.dumps(metrics, indent=2))
-        return metrics
+
+    return cached_metrics(out, tune)
 
 
 def evaluate_test(model: Path, corpus: Path, out: Path, scores_prefix: str) -> Dict:
@@ -722,11 +719,8 @@ def train_on(
     """Train ``config`` on ``train`` (``extra``: more ``spacy train`` arguments),
     evaluate on the test split; cached in ``out/metrics.json``. One thread at a
     time trains a run directory (a self-training run may train its teacher)."""
-    metrics_path = out / "metrics.json"
-    with unlabeled_text.path_lock(out):
-        if metrics_path.exists():
-            return json.loads(metrics_path.read_text())
-        out.mkdir(parents=True, exist_ok=True)
+
+    def train_and_score() -> Dict:
         train_seconds = run(
             [
                 sys.executable,
@@ -752,13 +746,26 @@ def train_on(
             ],
             out / "train.log",
         )
-        metrics = {
+        return {
             **evaluate_test(out / "model" / "model-best", corpus, out, scores_prefix),
             "train_seconds": train_seconds,
             "max_steps": max_steps,
             "eval_frequency": eval_frequency,
             "patience": patience,
         }
+
+    return cached_metrics(out, train_and_score)
+
+
+def cached_metrics(out: Path, make: Callable[[], Dict]) -> Dict:
+    """``out/metrics.json``, made once by ``make`` (with ``out`` created): one
+    thread at a time works in a run directory, and a finished one is read back."""
+    metrics_path = out / "metrics.json"
+    with unlabeled_text.path_lock(out):
+        if metrics_path.exists():
+            return json.loads(metrics_path.read_text())
+        out.mkdir(parents=True, exist_ok=True)
+        metrics = make()
         metrics_path.write_text(json.dumps(metrics, indent=2))
         return metrics
 
